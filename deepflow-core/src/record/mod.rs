@@ -1,0 +1,7 @@
+//! Record types every sink consumes. Field names follow DeepFlow's ClickHouse tables
+//! (`flow_log.l4_flow_log`, `flow_log.l7_flow_log`, `flow_metrics.network*`,
+//! `flow_metrics.application*`) so that dashboards and habits carry over.
+
+mod l4;
+
+pub use l4::*;
