@@ -9,3 +9,4 @@
 #![cfg_attr(test, allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic))]
 
 pub mod budget;
+pub mod flow;

@@ -43,12 +43,26 @@ impl FlowKey {
     ) -> (FlowKey, KeyDirection) {
         if (src, sport) <= (dst, dport) {
             (
-                FlowKey { tunnel, protocol, ip_lo: src, ip_hi: dst, port_lo: sport, port_hi: dport },
+                FlowKey {
+                    tunnel,
+                    protocol,
+                    ip_lo: src,
+                    ip_hi: dst,
+                    port_lo: sport,
+                    port_hi: dport,
+                },
                 KeyDirection::LoToHi,
             )
         } else {
             (
-                FlowKey { tunnel, protocol, ip_lo: dst, ip_hi: src, port_lo: dport, port_hi: sport },
+                FlowKey {
+                    tunnel,
+                    protocol,
+                    ip_lo: dst,
+                    ip_hi: src,
+                    port_lo: dport,
+                    port_hi: sport,
+                },
                 KeyDirection::HiToLo,
             )
         }

@@ -90,7 +90,10 @@ impl CloseType {
     pub fn is_server_establish_fail(self) -> bool {
         matches!(
             self,
-            CloseType::ServerSynMiss | CloseType::ServerReset | CloseType::ServerQueueLack | CloseType::ServerEstablishReset
+            CloseType::ServerSynMiss
+                | CloseType::ServerReset
+                | CloseType::ServerQueueLack
+                | CloseType::ServerEstablishReset
         )
     }
     /// Failures after establishment (resets and timeouts during transfer, half closes).
