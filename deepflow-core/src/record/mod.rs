@@ -3,5 +3,7 @@
 //! `flow_metrics.application*`) so that dashboards and habits carry over.
 
 mod l4;
+mod l7;
 
 pub use l4::*;
+pub use l7::*;
