@@ -1,0 +1,198 @@
+//! `deepflow-agent`: the reference agent. A thin CLI over the deepflow-rs crates.
+
+mod output;
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use deepflow_capture::budget::parse_size;
+use deepflow_capture::flow::NoL7;
+use deepflow_capture::pipeline::{Pipeline, PipelineConfig};
+use deepflow_capture::source::{self, Next, PacketSource};
+
+use output::{Emit, Format, Printer};
+
+#[derive(Parser)]
+#[command(name = "deepflow-agent", version, about = "deepflow-rs reference agent: zero-code observability from packets")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Analyze a pcap or pcapng file offline.
+    Analyze {
+        /// Capture file (pcap or pcapng).
+        file: PathBuf,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Capture live from an interface (libpcap) and print rows as flows close.
+    Run {
+        /// Interface to capture on.
+        #[arg(long, short, default_value = "lo")]
+        interface: String,
+        /// BPF capture filter, e.g. "tcp port 80".
+        #[arg(long)]
+        filter: Option<String>,
+        /// Stop after this many seconds (default: until Ctrl-C).
+        #[arg(long)]
+        duration: Option<u64>,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[derive(clap::Args)]
+struct Common {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = FormatArg::Table)]
+    format: FormatArg,
+    /// What to print: l4_flow_log rows or network metrics rows.
+    #[arg(long, value_enum, default_value_t = EmitArg::Flows)]
+    emit: EmitArg,
+    /// Memory budget shared by the flow table, defragmentation and reassembly (e.g. 256MiB).
+    #[arg(long, default_value = "256MiB")]
+    max_memory: String,
+    /// Rows to show in the table format (largest flows first); totals always cover all.
+    #[arg(long, default_value_t = 40)]
+    limit: usize,
+    /// Never draw a progress bar.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FormatArg {
+    Table,
+    Jsonl,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum EmitArg {
+    Flows,
+    Metrics,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let res = match cli.cmd {
+        Cmd::Analyze { file, common } => analyze(&file, &common),
+        Cmd::Run { interface, filter, duration, common } => run_live(&interface, filter, duration, &common),
+    };
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("deepflow-agent: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn pipeline_config(common: &Common) -> Result<PipelineConfig, String> {
+    let max_memory = parse_size(&common.max_memory)
+        .ok_or_else(|| format!("--max-memory {:?}: expected a size such as 256MiB", common.max_memory))?;
+    Ok(PipelineConfig { max_memory, ..PipelineConfig::default() })
+}
+
+fn printer(common: &Common) -> Printer {
+    let format = match common.format {
+        FormatArg::Table => Format::Table,
+        FormatArg::Jsonl => Format::Jsonl,
+    };
+    let emit = match common.emit {
+        EmitArg::Flows => Emit::Flows,
+        EmitArg::Metrics => Emit::Metrics,
+    };
+    Printer::new(format, emit, common.limit)
+}
+
+fn analyze(path: &Path, common: &Common) -> Result<(), String> {
+    let cfg = pipeline_config(common)?;
+    let mut src = source::open_file(path).map_err(|e| e.to_string())?;
+    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let show_progress = !common.no_progress && size > 4 << 20 && std::io::stderr().is_terminal();
+    let mut pipe = Pipeline::new(cfg, NoL7);
+    let mut out = printer(common);
+    let started = Instant::now();
+    let mut last_draw = Instant::now();
+    let mut n: u64 = 0;
+    loop {
+        match src.next_packet().map_err(|e| e.to_string())? {
+            Next::Packet(p) => pipe.process_raw(&p),
+            Next::Idle => continue,
+            Next::End => break,
+        }
+        n += 1;
+        if n % 4096 == 0 {
+            out.rows(&mut pipe);
+            if show_progress && last_draw.elapsed() > Duration::from_millis(200) {
+                last_draw = Instant::now();
+                let read = src.stats().bytes;
+                let pct = if size > 0 { (read as f64 / size as f64 * 100.0).min(100.0) } else { 0.0 };
+                eprint!("\ranalyzing {}: {pct:5.1}% {n} packets", path.display());
+                let _ = std::io::stderr().flush();
+            }
+        }
+    }
+    pipe.finish();
+    out.rows(&mut pipe);
+    if show_progress {
+        eprintln!("\ranalyzing {}: 100.0% {n} packets in {:.2?}", path.display(), started.elapsed());
+    }
+    let sstats = src.stats();
+    out.finish(&pipe, &path.display().to_string());
+    if let Some(off) = sstats.truncated_at {
+        eprintln!(
+            "deepflow-agent: warning: {}: the last record is truncated at byte offset {off}; the {} packets before it were analyzed",
+            path.display(),
+            sstats.packets
+        );
+    }
+    Ok(())
+}
+
+#[cfg(feature = "live")]
+fn run_live(interface: &str, filter: Option<String>, duration: Option<u64>, common: &Common) -> Result<(), String> {
+    use deepflow_capture::source::live::{LiveConfig, LiveSource};
+    let cfg = pipeline_config(common)?;
+    let mut src = LiveSource::open(LiveConfig { interface: interface.to_string(), filter, ..LiveConfig::default() })
+        .map_err(|e| e.to_string())?;
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst)).map_err(|e| e.to_string())?;
+    }
+    eprintln!("deepflow-agent: capturing on {interface}; Ctrl-C to stop");
+    let deadline = duration.map(|s| Instant::now() + Duration::from_secs(s));
+    let mut pipe = Pipeline::new(cfg, NoL7);
+    let mut out = printer(common);
+    while !stop.load(Ordering::SeqCst) && deadline.is_none_or(|d| Instant::now() < d) {
+        match src.next_packet().map_err(|e| e.to_string())? {
+            Next::Packet(p) => pipe.process_raw(&p),
+            Next::Idle => {
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+                pipe.idle(now.as_micros() as u64);
+            }
+            Next::End => break,
+        }
+        out.rows(&mut pipe);
+    }
+    pipe.finish();
+    out.rows(&mut pipe);
+    let s = src.stats();
+    out.finish(&pipe, interface);
+    eprintln!("deepflow-agent: libpcap dropped {} packets, interface dropped {}", s.dropped, s.if_dropped);
+    Ok(())
+}
+
+#[cfg(not(feature = "live"))]
+fn run_live(_: &str, _: Option<String>, _: Option<u64>, _: &Common) -> Result<(), String> {
+    Err("this build has no live capture (built without the `live` feature)".into())
+}

@@ -1,0 +1,245 @@
+//! Printing rows: JSON lines on stdout, or a readable table with totals.
+
+use std::collections::BTreeMap;
+use std::io::{BufWriter, Stdout, Write};
+
+use deepflow_capture::flow::FlowObserver;
+use deepflow_capture::pipeline::Pipeline;
+use deepflow_core::record::{L4FlowLog, NetworkMetrics};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Jsonl,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Emit {
+    Flows,
+    Metrics,
+}
+
+/// Totals over every flow, whatever was printed.
+#[derive(Default)]
+struct Totals {
+    flows: u64,
+    packets: u64,
+    bytes: u64,
+    retrans: u64,
+    by_protocol: BTreeMap<&'static str, (u64, u64, u64)>,
+    by_close: BTreeMap<(u8, &'static str), u64>,
+    rtt_sum: u64,
+    rtt_n: u64,
+}
+
+pub struct Printer {
+    format: Format,
+    emit: Emit,
+    limit: usize,
+    out: BufWriter<Stdout>,
+    flows: Vec<L4FlowLog>,
+    metrics: Vec<NetworkMetrics>,
+    totals: Totals,
+}
+
+impl Printer {
+    pub fn new(format: Format, emit: Emit, limit: usize) -> Self {
+        Printer {
+            format,
+            emit,
+            limit,
+            out: BufWriter::with_capacity(1 << 16, std::io::stdout()),
+            flows: Vec::new(),
+            metrics: Vec::new(),
+            totals: Totals::default(),
+        }
+    }
+
+    /// Takes the rows the pipeline produced so far.
+    pub fn rows<O: FlowObserver>(&mut self, pipe: &mut Pipeline<O>) {
+        for f in pipe.drain_flows() {
+            let t = &mut self.totals;
+            t.flows += 1;
+            t.packets += f.packet_tx + f.packet_rx;
+            t.bytes += f.byte_tx + f.byte_rx;
+            t.retrans += u64::from(f.retrans_tx + f.retrans_rx);
+            let e = t.by_protocol.entry(f.protocol).or_default();
+            e.0 += 1;
+            e.1 += f.packet_tx + f.packet_rx;
+            e.2 += f.byte_tx + f.byte_rx;
+            if f.protocol == "TCP" {
+                *t.by_close.entry((f.close_type.code(), f.close_type_name)).or_default() += 1;
+            }
+            if f.rtt > 0 {
+                t.rtt_sum += f.rtt;
+                t.rtt_n += 1;
+            }
+            if self.emit == Emit::Flows {
+                match self.format {
+                    Format::Jsonl => self.json(&f),
+                    Format::Table => self.flows.push(f),
+                }
+            }
+        }
+        for m in pipe.drain_metrics() {
+            if self.emit == Emit::Metrics {
+                match self.format {
+                    Format::Jsonl => self.json(&m),
+                    Format::Table => self.metrics.push(m),
+                }
+            }
+        }
+        if self.format == Format::Jsonl {
+            let _ = self.out.flush();
+        }
+    }
+
+    fn json<T: serde::Serialize>(&mut self, row: &T) {
+        if serde_json::to_writer(&mut self.out, row).is_ok() {
+            let _ = self.out.write_all(b"\n");
+        }
+    }
+
+    /// Prints the table (if any) and the summary.
+    pub fn finish<O: FlowObserver>(&mut self, pipe: &Pipeline<O>, source: &str) {
+        if self.format == Format::Table {
+            match self.emit {
+                Emit::Flows => self.flow_table(),
+                Emit::Metrics => self.metrics_table(),
+            }
+            self.summary(pipe, source);
+        }
+        let _ = self.out.flush();
+    }
+
+    fn flow_table(&mut self) {
+        let mut flows = std::mem::take(&mut self.flows);
+        flows.sort_by_key(|f| std::cmp::Reverse(f.byte_tx + f.byte_rx));
+        let shown = flows.len().min(self.limit);
+        let w = &mut self.out;
+        let _ = writeln!(
+            w,
+            "{:<47} {:<5} {:>8} {:>8} {:>10} {:>10} {:>8} {:>8} {:>5} {:<18}",
+            "client -> server", "proto", "pkt_tx", "pkt_rx", "byte_tx", "byte_rx", "rtt_us", "art_us", "retx", "close"
+        );
+        for f in flows.iter().take(shown) {
+            let ends = format!(
+                "{} -> {}",
+                endpoint(f.ip_0, f.client_port, f.protocol),
+                endpoint(f.ip_1, f.server_port, f.protocol)
+            );
+            let _ = writeln!(
+                w,
+                "{:<47} {:<5} {:>8} {:>8} {:>10} {:>10} {:>8} {:>8} {:>5} {:<18}",
+                ends,
+                f.protocol,
+                f.packet_tx,
+                f.packet_rx,
+                f.byte_tx,
+                f.byte_rx,
+                f.rtt,
+                f.art,
+                f.retrans_tx + f.retrans_rx,
+                if f.protocol == "TCP" { format!("{} {}", f.close_type.code(), f.close_type_name) } else { String::new() }
+            );
+        }
+        if flows.len() > shown {
+            let _ = writeln!(w, "... {} more flows (raise --limit, or use --format jsonl)", flows.len() - shown);
+        }
+    }
+
+    fn metrics_table(&mut self) {
+        let rows = std::mem::take(&mut self.metrics);
+        let w = &mut self.out;
+        let _ = writeln!(
+            w,
+            "{:>11} {:>4} {:<40} {:<5} {:>6} {:>6} {:>8} {:>8} {:>10} {:>10} {:>8} {:>5}",
+            "time", "int", "client -> server", "proto", "flows", "new", "pkt_tx", "pkt_rx", "byte_tx", "byte_rx", "rtt_avg",
+            "retx"
+        );
+        for m in rows.iter().filter(|m| m.interval == 60).take(self.limit) {
+            let ends = format!(
+                "{} -> {}",
+                m.ip_0.map(|i| i.to_string()).unwrap_or_default(),
+                endpoint(m.ip_1, m.server_port, m.protocol)
+            );
+            let _ = writeln!(
+                w,
+                "{:>11} {:>4} {:<40} {:<5} {:>6} {:>6} {:>8} {:>8} {:>10} {:>10} {:>8} {:>5}",
+                m.time,
+                m.interval,
+                ends,
+                m.protocol,
+                m.flow,
+                m.new_flow,
+                m.packet_tx,
+                m.packet_rx,
+                m.byte_tx,
+                m.byte_rx,
+                m.rtt_sum.checked_div(m.rtt_count).unwrap_or(0),
+                m.retrans_tx + m.retrans_rx
+            );
+        }
+    }
+
+    fn summary<O: FlowObserver>(&mut self, pipe: &Pipeline<O>, source: &str) {
+        let s = pipe.stats();
+        let fs = pipe.flow_stats();
+        let ds = pipe.defrag_stats();
+        let t = &self.totals;
+        let w = &mut self.out;
+        let span = s.first_timestamp_us.map(|f| s.last_timestamp_us.saturating_sub(f)).unwrap_or(0);
+        let _ = writeln!(w);
+        let _ = writeln!(w, "summary of {source}");
+        let _ = writeln!(
+            w,
+            "  packets {} ({} bytes) over {:.3} s; flows {}; non-IP frames {}; undecodable {}",
+            s.packets,
+            s.bytes,
+            span as f64 / 1e6,
+            t.flows,
+            s.non_ip,
+            s.decode_error_total()
+        );
+        for (proto, (n, p, b)) in &t.by_protocol {
+            let _ = writeln!(w, "  {proto:<6} flows {n:>8}  packets {p:>10}  bytes {b:>12}");
+        }
+        if !t.by_close.is_empty() {
+            let closes: Vec<String> = t.by_close.iter().map(|((c, name), n)| format!("{name}({c}) {n}")).collect();
+            let _ = writeln!(w, "  TCP close types: {}", closes.join(", "));
+        }
+        let _ = writeln!(
+            w,
+            "  TCP retransmissions {}; out-of-order {}; avg handshake rtt {} us; reassembly gaps {} bytes",
+            t.retrans,
+            fs.out_of_order,
+            t.rtt_sum.checked_div(t.rtt_n).unwrap_or(0),
+            fs.gap_bytes
+        );
+        if s.fragments > 0 {
+            let _ = writeln!(w, "  IP fragments {}; datagrams reassembled {}; timed out {}", s.fragments, s.reassembled, ds.timed_out);
+        }
+        if !s.decode_errors.is_empty() {
+            let errs: Vec<String> = s.decode_errors.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            let _ = writeln!(w, "  decode errors: {}", errs.join(", "));
+        }
+        let _ = writeln!(
+            w,
+            "  memory: peak {} KiB of a {} KiB budget; flows evicted {}, refused {}",
+            pipe.budget().peak() / 1024,
+            pipe.budget().limit() / 1024,
+            fs.flows_evicted,
+            fs.flows_refused
+        );
+    }
+}
+
+fn endpoint(ip: Option<std::net::IpAddr>, port: u16, proto: &str) -> String {
+    let ip = ip.map(|i| i.to_string()).unwrap_or_default();
+    let has_port = proto == "TCP" || proto == "UDP";
+    match (ip.contains(':'), has_port) {
+        (true, true) => format!("[{ip}]:{port}"),
+        (false, true) => format!("{ip}:{port}"),
+        _ => ip,
+    }
+}
