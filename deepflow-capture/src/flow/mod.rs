@@ -159,15 +159,17 @@ struct TcpFlow {
     srt_sum: u64,
     srt_max: u32,
     srt_count: u32,
-    /// Client data awaiting the server's ACK: (sequence end, time).
-    srt_pending: Option<(u32, u64)>,
+    /// Client data awaiting the server's ACK: sequence end and time (time 0: none).
+    srt_pending_end: u32,
+    srt_pending_time: u64,
     art_sum: u64,
     art_max: u32,
     art_count: u32,
     cit_sum: u64,
     cit_count: u32,
-    /// Direction and time of the last payload-carrying segment.
-    last_data: Option<(Direction, u64)>,
+    /// Time of the last payload-carrying segment (0: none yet) and whether it was the client's.
+    last_data_time: u64,
+    last_data_c2s: bool,
 }
 
 struct Flow<S> {
@@ -188,8 +190,8 @@ struct Flow<S> {
     prev: u32,
     next: u32,
     counters: [DirCounters; 2],
-    /// (packets, bytes) per direction already handed to the meter.
-    meter_mark: [(u64, u64); 2],
+    /// Traffic not yet handed to the network meter: packets tx/rx, bytes tx/rx.
+    unmetered: [u32; 4],
     tcp: Option<Box<TcpFlow>>,
     l7: S,
 }
@@ -224,7 +226,8 @@ impl<S> Flow<S> {
     fn swap_roles(&mut self) {
         self.client_is_lo = !self.client_is_lo;
         self.counters.swap(0, 1);
-        self.meter_mark.swap(0, 1);
+        self.unmetered.swap(0, 1);
+        self.unmetered.swap(2, 3);
         if let Some(t) = self.tcp.as_mut() {
             t.dirs.swap(0, 1);
             t.retrans.swap(0, 1);
@@ -527,7 +530,7 @@ impl<O: FlowObserver> FlowTable<O> {
             prev: NIL,
             next: NIL,
             counters: Default::default(),
-            meter_mark: Default::default(),
+            unmetered: [0; 4],
             tcp: if is_tcp { Some(Box::default()) } else { None },
             l7: O::State::default(),
         };
@@ -585,6 +588,12 @@ impl<O: FlowObserver> FlowTable<O> {
             L4::Udp { .. } => p.l4_len.saturating_sub(8),
             _ => 0,
         };
+        if let Some(u) = f.unmetered.get_mut(d) {
+            *u = u.saturating_add(1);
+        }
+        if let Some(u) = f.unmetered.get_mut(d + 2) {
+            *u = u.saturating_add(p.wire_len);
+        }
         if let Some(c) = f.counters.get_mut(d) {
             c.packets += 1;
             c.bytes += u64::from(p.wire_len);
@@ -857,14 +866,11 @@ fn key_ips<S>(f: Option<&Flow<S>>) -> metrics::MeterKey {
 
 fn meter_flow<S>(meter: &mut NetworkMeter, f: &mut Flow<S>, sec: u64) {
     let key = key_ips(Some(&*f));
-    let [c0, c1] = f.counters;
-    let [m0, m1] = f.meter_mark;
-    let (ptx, prx) = (c0.packets - m0.0, c1.packets - m1.0);
+    let [ptx, prx, btx, brx] = std::mem::take(&mut f.unmetered);
     if ptx == 0 && prx == 0 {
         return;
     }
-    f.meter_mark = [(c0.packets, c0.bytes), (c1.packets, c1.bytes)];
-    meter.add_traffic(&key, sec, ptx, prx, c0.bytes - m0.1, c1.bytes - m1.1);
+    meter.add_traffic(&key, sec, ptx.into(), prx.into(), btx.into(), brx.into());
 }
 
 /// Microseconds as u32, saturating (71 minutes).
@@ -1013,33 +1019,37 @@ fn tcp_update(
             SegmentClass::Retransmission | SegmentClass::SpuriousRetransmission
         )
     {
-        match (dir, tcp.last_data) {
-            (Direction::ServerToClient, Some((Direction::ClientToServer, t0))) => {
+        let last = (tcp.last_data_time > 0).then_some((tcp.last_data_c2s, tcp.last_data_time));
+        match (dir, last) {
+            (Direction::ServerToClient, Some((true, t0))) => {
                 let art = ts.saturating_sub(t0);
                 tcp.art_sum += art;
                 tcp.art_max = tcp.art_max.max(us32(art));
                 tcp.art_count += 1;
                 meter.add_art(&key, ts / 1_000_000, art);
             }
-            (Direction::ClientToServer, Some((Direction::ServerToClient, t0))) => {
+            (Direction::ClientToServer, Some((false, t0))) => {
                 tcp.cit_sum += ts.saturating_sub(t0);
                 tcp.cit_count += 1;
             }
             _ => {}
         }
-        tcp.last_data = Some((dir, ts));
-        if dir == Direction::ClientToServer && tcp.srt_pending.is_none() {
-            tcp.srt_pending = Some((t.seq.wrapping_add(seglen), ts));
+        tcp.last_data_time = ts;
+        tcp.last_data_c2s = dir == Direction::ClientToServer;
+        if dir == Direction::ClientToServer && tcp.srt_pending_time == 0 {
+            tcp.srt_pending_end = t.seq.wrapping_add(seglen);
+            tcp.srt_pending_time = ts;
         }
     }
     if dir == Direction::ServerToClient && flags.ack() {
-        if let Some((end, t0)) = tcp.srt_pending {
+        if tcp.srt_pending_time > 0 {
+            let (end, t0) = (tcp.srt_pending_end, tcp.srt_pending_time);
             if tcp::seq_le(end, t.ack) {
                 let srt = ts.saturating_sub(t0);
                 tcp.srt_sum += srt;
                 tcp.srt_max = tcp.srt_max.max(us32(srt));
                 tcp.srt_count += 1;
-                tcp.srt_pending = None;
+                tcp.srt_pending_time = 0;
                 meter.add_srt(&key, ts / 1_000_000, srt);
             }
         }
