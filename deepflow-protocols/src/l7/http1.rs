@@ -1,0 +1,25 @@
+//! stub
+#![allow(missing_docs)]
+use super::*;
+use crate::config::L7Config;
+use deepflow_core::{Direction, FlowInfo, record::L7Protocol};
+pub struct Http1Parser;
+impl Http1Parser {
+    pub fn new(_c: &L7Config) -> Self {
+        Http1Parser
+    }
+}
+impl L7Parser for Http1Parser {
+    fn protocol(&self) -> L7Protocol {
+        L7Protocol::Http1
+    }
+    fn probe(&self, _d: &[u8], _dir: Direction, _f: &FlowInfo) -> Probe {
+        Probe::NotThis
+    }
+    fn new_flow(&self) -> Box<dyn L7Parser> {
+        Box::new(Http1Parser)
+    }
+    fn parse(&mut self, _d: &[u8], _c: &mut ParseCtx<'_>) -> ParseOutcome {
+        ParseOutcome::NeedMore(0)
+    }
+}

@@ -1,0 +1,1 @@
+//! RED metrics (placeholder, filled below).
