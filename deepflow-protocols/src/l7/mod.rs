@@ -80,7 +80,10 @@ use crate::error::ParseErrorKind;
 use crate::trace::TraceInfo;
 
 pub mod dns;
+pub mod grpc;
+pub mod hpack;
 pub mod http1;
+pub mod http2;
 pub mod tls;
 
 /// Answer of [`L7Parser::probe`].
@@ -259,6 +262,7 @@ pub fn builtin_parsers(cfg: &L7Config) -> Vec<Box<dyn L7Parser>> {
         Box::new(http1::Http1Parser::new(cfg)),
         Box::new(dns::DnsParser::new(cfg)),
         Box::new(tls::TlsParser::new(cfg)),
+        Box::new(http2::Http2Parser::new(cfg)),
     ];
     all.into_iter().filter(|p| cfg.is_enabled(p.protocol())).collect()
 }
