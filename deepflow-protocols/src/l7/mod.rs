@@ -61,7 +61,7 @@
 //!         };
 //!         let mut msg = L7Message::new(L7Protocol::Custom, kind);
 //!         msg.request_type = data.get(..end).map(|l| String::from_utf8_lossy(l).into_owned());
-//!         ParseOutcome::Message(msg, end + 1)
+//!         ParseOutcome::message(msg, end + 1)
 //!     }
 //! }
 //!
