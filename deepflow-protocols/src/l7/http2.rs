@@ -215,7 +215,7 @@ pub fn probe_bytes(data: &[u8]) -> Probe {
 }
 
 /// Finds the first offset in `buf` where two plausible frame headers chain (the first frame
-/// no longer than `max_first`), for resynchronisation.
+/// no longer than `max_first`), for resynchronisation. `None`: no confirmed boundary yet.
 pub fn find_frame_boundary(buf: &[u8], max_first: u32) -> Option<usize> {
     let mut off = 0;
     while off + FRAME_HEADER_LEN <= buf.len() {
@@ -223,12 +223,13 @@ pub fn find_frame_boundary(buf: &[u8], max_first: u32) -> Option<usize> {
             && h.is_plausible(max_first)
         {
             let next = off + FRAME_HEADER_LEN + h.length as usize;
-            match buf.get(next..).and_then(FrameHeader::parse) {
-                Some(h2) if h2.is_plausible(MAX_FRAME_LEN) => return Some(off),
-                Some(_) => {}
-                // The second header is not there yet: this may be the boundary, keep the
-                // bytes from here and wait for more.
-                None => return None,
+            // A candidate whose second header is not there yet is passed over: a confirmed
+            // chain later in the buffer is stronger evidence, and if there is none the
+            // caller keeps the bytes and scans again with more.
+            if let Some(h2) = buf.get(next..).and_then(FrameHeader::parse)
+                && h2.is_plausible(MAX_FRAME_LEN)
+            {
+                return Some(off);
             }
         }
         off += 1;
@@ -764,7 +765,7 @@ impl H2Connection {
             Rx::Sync => {
                 let cap = self.cfg.max_sync_buffer.max(2 * FRAME_HEADER_LEN);
                 st.sync_buf.extend_from_slice(data);
-                match find_frame_boundary(&st.sync_buf, 1 << 16) {
+                match find_frame_boundary(&st.sync_buf, 1 << 15) {
                     Some(off) => {
                         let buf = std::mem::take(&mut st.sync_buf);
                         st.rx = Rx::Header;
@@ -1411,5 +1412,466 @@ impl L7Parser for Http2Parser {
             c.out.clear();
         }
         m
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::l7::hpack::tests::{XorShift, encode_int, encode_literal, encode_str};
+    use Direction::{ClientToServer as C, ServerToClient as S};
+
+    pub(crate) fn frame(kind: u8, fl: u8, sid: u32, payload: &[u8]) -> Vec<u8> {
+        let h = FrameHeader { length: payload.len() as u32, kind, flags: fl, stream_id: sid, reserved: false };
+        let mut v = h.encode().to_vec();
+        v.extend_from_slice(payload);
+        v
+    }
+
+    /// Literal with incremental indexing, indexed name.
+    fn lit_idx_name(out: &mut Vec<u8>, name_idx: usize, value: &[u8], huff: bool) {
+        encode_int(out, 0x40, 6, name_idx);
+        encode_str(out, value, huff);
+    }
+
+    fn settings(entries: &[(u16, u32)]) -> Vec<u8> {
+        let mut p = Vec::new();
+        for (id, v) in entries {
+            p.extend_from_slice(&id.to_be_bytes());
+            p.extend_from_slice(&v.to_be_bytes());
+        }
+        frame(frame_type::SETTINGS, 0, 0, &p)
+    }
+
+    fn grpc_msg(body: &[u8]) -> Vec<u8> {
+        let mut v = vec![0];
+        v.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        v.extend_from_slice(body);
+        v
+    }
+
+    const TP: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
+    /// A full h2c prior-knowledge conversation exercising every frame type.
+    pub(crate) fn convo() -> Vec<(Direction, Vec<u8>)> {
+        use flags::*;
+        use frame_type::*;
+        let mut v: Vec<(Direction, Vec<u8>)> = Vec::new();
+        let mut c = PREFACE.to_vec();
+        c.extend(settings(&[(1, 4096), (3, 100)]));
+        c.extend(frame(WINDOW_UPDATE, 0, 0, &[0, 0x0f, 0, 1]));
+        v.push((C, c));
+        let mut s = settings(&[(1, 8192), (4, 65535)]);
+        s.extend(frame(SETTINGS, ACK, 0, &[]));
+        v.push((S, s));
+        // Stream 1: GET with indexed/literal/Huffman fields and trace headers.
+        let mut b = vec![0x82, 0x86];
+        lit_idx_name(&mut b, 4, b"/api/v1/users/7?x=1", false);
+        lit_idx_name(&mut b, 1, b"example.com", true);
+        encode_literal(&mut b, b"traceparent", TP.as_bytes(), true, true);
+        encode_literal(&mut b, b"x-request-id", b"req-1", true, false);
+        encode_int(&mut b, 0x00, 4, 58);
+        encode_str(&mut b, b"curl/8.0", false);
+        let mut c = frame(SETTINGS, ACK, 0, &[]);
+        c.extend(frame(HEADERS, END_STREAM | END_HEADERS, 1, &b));
+        v.push((C, c));
+        // Server: push promise for stream 2, response to 1 with padded DATA.
+        let mut pp = vec![0, 0, 0, 2, 0x82, 0x86];
+        lit_idx_name(&mut pp, 4, b"/style.css", true);
+        lit_idx_name(&mut pp, 1, b"example.com", false);
+        let mut s = frame(PUSH_PROMISE, END_HEADERS, 1, &pp);
+        let mut b = vec![0x88];
+        lit_idx_name(&mut b, 31, b"text/plain", true);
+        lit_idx_name(&mut b, 28, b"5", false);
+        encode_literal(&mut b, b"x-request-id", b"resp-1", false, false);
+        s.extend(frame(HEADERS, END_HEADERS, 1, &b));
+        s.extend(frame(DATA, END_STREAM | PADDED, 1, &[3, b'h', b'e', b'l', b'l', b'o', 0, 0, 0]));
+        v.push((S, s));
+        // Stream 3: gRPC unary, :authority from the dynamic table (index 64).
+        let mut b = vec![0x83, 0x86];
+        lit_idx_name(&mut b, 4, b"/helloworld.Greeter/SayHello", true);
+        b.push(0x80 | 65); // :authority (the :path above pushed it from 64 to 65)
+        lit_idx_name(&mut b, 31, b"application/grpc", false);
+        encode_literal(&mut b, b"te", b"trailers", false, true);
+        let mut c = frame(HEADERS, END_HEADERS, 3, &b);
+        let mut body = grpc_msg(b"abc");
+        body.extend(grpc_msg(b"de"));
+        c.extend(frame(DATA, 0, 3, &body[..4]));
+        c.extend(frame(DATA, END_STREAM | PADDED, 3, &[[2].as_slice(), &body[4..], &[0, 0]].concat()));
+        v.push((C, c));
+        let mut b = vec![0x88];
+        let mut s = Vec::new();
+        lit_idx_name(&mut b, 31, b"application/grpc", true);
+        s.extend(frame(HEADERS, END_HEADERS, 3, &b));
+        s.extend(frame(DATA, 0, 3, &grpc_msg(b"wxyz")));
+        let mut t = Vec::new();
+        encode_literal(&mut t, b"grpc-status", b"5", false, false);
+        encode_literal(&mut t, b"grpc-message", b"not%20found", false, true);
+        s.extend(frame(HEADERS, END_STREAM | END_HEADERS, 3, &t));
+        // Pushed stream 2 response.
+        s.extend(frame(HEADERS, END_STREAM | END_HEADERS, 2, &[0x88]));
+        v.push((S, s));
+        // Stream 5: padded+priority HEADERS split over two CONTINUATIONs.
+        let mut b = vec![0x82, 0x86];
+        lit_idx_name(&mut b, 4, b"/x/y/z", false);
+        b.push(0x80 | 67); // :authority (table: path 62, ct 63, path 64, x-req 65, tp 66, auth 67)
+        let mut hp = vec![4, 0, 0, 0, 0, 16];
+        hp.extend_from_slice(&b[..3]);
+        hp.extend_from_slice(&[0; 4]);
+        let mut c = frame(HEADERS, END_STREAM | PADDED | flags::PRIORITY, 5, &hp);
+        c.extend(frame(CONTINUATION, 0, 5, &b[3..6]));
+        c.extend(frame(CONTINUATION, END_HEADERS, 5, &b[6..]));
+        c.extend(frame(frame_type::PRIORITY, 0, 5, &[0, 0, 0, 0, 7]));
+        // Stream 7: upload cancelled by the client.
+        let mut b = vec![0x83, 0x86];
+        lit_idx_name(&mut b, 4, b"/upload", false);
+        c.extend(frame(HEADERS, END_HEADERS, 7, &b));
+        c.extend(frame(DATA, 0, 7, b"partial"));
+        c.extend(frame(RST_STREAM, 0, 7, &8u32.to_be_bytes()));
+        c.extend(frame(PING, 0, 0, b"12345678"));
+        v.push((C, c));
+        let mut s = frame(HEADERS, END_STREAM | END_HEADERS, 5, &[0x8d]);
+        s.extend(frame(PING, ACK, 0, b"12345678"));
+        v.push((S, s));
+        // Stream 9: never answered, refused by GOAWAY(last=7).
+        let mut c = frame(HEADERS, END_STREAM | END_HEADERS, 9, &[0x82, 0x86, 0x84]);
+        c.extend(frame(0xfa, 0x3, 0, b"unknown frame type"));
+        v.push((C, c));
+        let mut g = 7u32.to_be_bytes().to_vec();
+        g.extend_from_slice(&0u32.to_be_bytes());
+        g.extend_from_slice(b"bye");
+        v.push((S, frame(GOAWAY, 0, 0, &g)));
+        v
+    }
+
+    /// A comparable projection of a message.
+    #[derive(Debug, Clone, PartialEq)]
+    pub(crate) struct Proj(
+        pub String,
+        pub Option<u32>,
+        pub L7Protocol,
+        pub Option<String>,
+        pub Option<String>,
+        pub Option<String>,
+        pub Option<String>,
+        pub Option<i32>,
+        pub Option<ResponseStatus>,
+        pub Option<String>,
+        pub Option<u64>,
+        pub Option<String>,
+        pub Option<String>,
+        pub u64,
+        pub u64,
+    );
+
+    pub(crate) fn proj(m: &L7Message) -> Proj {
+        Proj(
+            format!("{:?}", m.kind()),
+            m.request_id,
+            m.protocol,
+            m.request_type.clone(),
+            m.request_domain.clone(),
+            m.request_resource.clone(),
+            m.endpoint.clone(),
+            m.response_code,
+            m.response_status,
+            m.response_exception.clone(),
+            m.length,
+            m.trace.trace_id.clone(),
+            m.trace.x_request_id.clone(),
+            m.start_us,
+            m.end_us,
+        )
+    }
+
+    fn run(conn: &mut H2Connection, segs: &[(Direction, Vec<u8>)], splits: &[Vec<usize>]) -> Vec<Proj> {
+        let mut out = Vec::new();
+        for (i, (d, bytes)) in segs.iter().enumerate() {
+            let ts = 1000 * (i as u64 + 1);
+            let mut last = 0;
+            let cuts = splits.get(i).cloned().unwrap_or_default();
+            for &cut in cuts.iter().chain(std::iter::once(&bytes.len())) {
+                let cut = cut.clamp(last, bytes.len());
+                // Drive through `feed` like the engine adapter: repeat until consumed.
+                let mut chunk = &bytes[last..cut];
+                while !chunk.is_empty() {
+                    let n = conn.feed(*d, chunk, ts);
+                    chunk = &chunk[n..];
+                    while let Some(m) = conn.pop_message() {
+                        out.push(proj(&m));
+                    }
+                }
+                last = cut;
+            }
+        }
+        conn.close(99_000);
+        while let Some(m) = conn.pop_message() {
+            out.push(proj(&m));
+        }
+        out
+    }
+
+    fn fresh() -> H2Connection {
+        H2Connection::new(Arc::new(H2Config::default()))
+    }
+
+    fn find<'a>(v: &'a [Proj], kind: &str, id: u32) -> &'a Proj {
+        v.iter().find(|p| p.0 == kind && p.1 == Some(id)).unwrap_or_else(|| panic!("{kind} {id} missing in {v:#?}"))
+    }
+
+    #[test]
+    fn conversation_fields() {
+        let segs = convo();
+        let mut conn = fresh();
+        let msgs = run(&mut conn, &segs, &[]);
+        let st = conn.stats();
+        assert_eq!(st.hpack_errors, 0, "{st:?}");
+        assert_eq!(st.protocol_errors, 0, "{st:?}");
+        assert_eq!(st.unknown_fields, 0, "{st:?}");
+        let r1 = find(&msgs, "Request", 1);
+        assert_eq!(r1.2, L7Protocol::Http2);
+        assert_eq!(r1.3.as_deref(), Some("GET"));
+        assert_eq!(r1.4.as_deref(), Some("example.com"));
+        assert_eq!(r1.5.as_deref(), Some("/api/v1/users/7?x=1"));
+        assert_eq!(r1.6.as_deref(), Some("/api/v1"));
+        assert_eq!(r1.11.as_deref(), Some("0af7651916cd43dd8448eb211c80319c"));
+        assert_eq!(r1.12.as_deref(), Some("req-1"));
+        let p1 = find(&msgs, "Response", 1);
+        assert_eq!((p1.7, p1.8, p1.10), (Some(200), Some(ResponseStatus::Ok), Some(5)));
+        assert_eq!(p1.12.as_deref(), Some("resp-1"));
+        let r2 = find(&msgs, "Request", 2);
+        assert_eq!(r2.5.as_deref(), Some("/style.css"));
+        assert_eq!(find(&msgs, "Response", 2).7, Some(200));
+        let r3 = find(&msgs, "Request", 3);
+        assert_eq!(r3.2, L7Protocol::Grpc);
+        assert_eq!(r3.3.as_deref(), Some("POST"));
+        assert_eq!(r3.4.as_deref(), Some("example.com"));
+        assert_eq!(r3.5.as_deref(), Some("helloworld.Greeter"));
+        assert_eq!(r3.6.as_deref(), Some("/helloworld.Greeter/SayHello"));
+        assert_eq!(r3.10, Some(5));
+        let p3 = find(&msgs, "Response", 3);
+        assert_eq!(p3.2, L7Protocol::Grpc);
+        assert_eq!((p3.7, p3.8), (Some(5), Some(ResponseStatus::ClientError)));
+        assert_eq!(p3.9.as_deref(), Some("not found"));
+        assert_eq!(p3.10, Some(4));
+        let r5 = find(&msgs, "Request", 5);
+        assert_eq!(
+            (r5.4.as_deref(), r5.5.as_deref(), r5.6.as_deref()),
+            (Some("example.com"), Some("/x/y/z"), Some("/x/y"))
+        );
+        let p5 = find(&msgs, "Response", 5);
+        assert_eq!((p5.7, p5.8), (Some(404), Some(ResponseStatus::ClientError)));
+        let p7 = find(&msgs, "Response", 7);
+        assert_eq!(find(&msgs, "Request", 7).5.as_deref(), Some("/upload"));
+        assert_eq!((p7.7, p7.8, p7.9.as_deref()), (None, Some(ResponseStatus::ClientError), Some("RST_STREAM CANCEL")));
+        let p9 = find(&msgs, "Response", 9);
+        assert_eq!((p9.8, p9.9.as_deref()), (Some(ResponseStatus::ServerError), Some("GOAWAY NO_ERROR")));
+        assert_eq!(find(&msgs, "Request", 9).3.as_deref(), Some("GET"));
+        assert_eq!(msgs.len(), 12, "{msgs:#?}");
+        // Every response follows its request.
+        for (i, m) in msgs.iter().enumerate() {
+            if m.0 == "Response" {
+                assert!(msgs[..i].iter().any(|r| r.0 == "Request" && r.1 == m.1), "{m:?}");
+            }
+        }
+        assert_eq!(conn.open_streams(), 0);
+    }
+
+    #[test]
+    fn split_at_every_offset() {
+        let segs = convo();
+        let base = run(&mut fresh(), &segs, &[]);
+        for i in 0..segs.len() {
+            for k in 0..=segs[i].1.len() {
+                let mut splits = vec![Vec::new(); segs.len()];
+                splits[i] = vec![k];
+                assert_eq!(run(&mut fresh(), &segs, &splits), base, "segment {i} split at {k}");
+            }
+        }
+        // Byte-at-a-time and random chunking.
+        let splits: Vec<Vec<usize>> = segs.iter().map(|(_, b)| (1..b.len()).collect()).collect();
+        assert_eq!(run(&mut fresh(), &segs, &splits), base);
+        let mut rng = XorShift(77);
+        for _ in 0..200 {
+            let splits: Vec<Vec<usize>> = segs
+                .iter()
+                .map(|(_, b)| {
+                    let mut v: Vec<usize> = (0..rng.below(6)).map(|_| rng.below(b.len() + 1)).collect();
+                    v.sort_unstable();
+                    v
+                })
+                .collect();
+            assert_eq!(run(&mut fresh(), &segs, &splits), base);
+        }
+    }
+
+    #[test]
+    fn truncation_never_panics() {
+        let segs = convo();
+        let base = run(&mut fresh(), &segs, &[]);
+        for i in 0..segs.len() {
+            for k in 0..=segs[i].1.len() {
+                let mut t: Vec<(Direction, Vec<u8>)> = segs[..i].to_vec();
+                t.push((segs[i].0, segs[i].1[..k].to_vec()));
+                let got = run(&mut fresh(), &t, &[]);
+                // Only messages of the full run (possibly ended early by close) appear.
+                for m in &got {
+                    assert!(base.iter().any(|b| b.0 == m.0 && b.1 == m.1), "{m:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn mid_stream_join() {
+        let segs = convo();
+        // Join at the gRPC stream (segment 3): framing is found, the :authority reference
+        // into the unknown dynamic table is counted, the rest decodes.
+        let mut conn = H2Connection::new_mid_stream(Arc::new(H2Config::default()));
+        let msgs = run(&mut conn, &segs[3..], &[]);
+        let r3 = find(&msgs, "Request", 3);
+        assert_eq!(r3.2, L7Protocol::Grpc);
+        assert_eq!(r3.4, None);
+        assert_eq!(r3.6.as_deref(), Some("/helloworld.Greeter/SayHello"));
+        let p3 = find(&msgs, "Response", 3);
+        assert_eq!(p3.7, Some(5));
+        assert!(conn.stats().unknown_fields >= 1);
+        assert_eq!(conn.stats().hpack_errors, 0);
+        // Joining in the middle of a frame: the garbage prefix is skipped.
+        let mut conn = H2Connection::new_mid_stream(Arc::new(H2Config::default()));
+        let mut segs2 = segs[3..].to_vec();
+        segs2[0].1.drain(..5);
+        let msgs = run(&mut conn, &segs2, &[]);
+        assert!(msgs.iter().any(|m| m.0 == "Response" && m.1 == Some(5)));
+        assert!(conn.stats().resyncs >= 1);
+    }
+
+    #[test]
+    fn gap_recovers() {
+        let segs = convo();
+        let mut conn = fresh();
+        run(&mut conn, &segs[..3], &[]);
+        conn.on_gap(C);
+        let msgs = run(&mut conn, &segs[3..], &[]);
+        assert!(msgs.iter().any(|m| m.0 == "Response" && m.1 == Some(3) && m.7 == Some(5)));
+    }
+
+    #[test]
+    fn upgrade_h2c() {
+        let req = UpgradeRequest {
+            method: "GET".into(),
+            path: "/index.html".into(),
+            authority: Some("h2c.example".into()),
+            headers: vec![("X-Request-ID".into(), "up-1".into())],
+            start_us: 10,
+            http2_settings: Some("AAMAAABkAAQAAP__".into()),
+        };
+        let mut conn = H2Connection::after_upgrade(Arc::new(H2Config::default()), req);
+        let mut c = PREFACE.to_vec();
+        c.extend(settings(&[]));
+        let mut s = settings(&[]);
+        s.extend(frame(frame_type::HEADERS, flags::END_STREAM | flags::END_HEADERS, 1, &[0x88]));
+        let msgs = run(&mut conn, &[(S, s), (C, c)], &[]);
+        let r = find(&msgs, "Request", 1);
+        assert_eq!((r.3.as_deref(), r.4.as_deref(), r.12.as_deref()), (Some("GET"), Some("h2c.example"), Some("up-1")));
+        assert_eq!(find(&msgs, "Response", 1).7, Some(200));
+        assert_eq!(base64url_decode("AAMAAABkAAQAAP__").unwrap(), [0, 3, 0, 0, 0, 100, 0, 4, 0, 0, 255, 255]);
+    }
+
+    #[test]
+    fn settings_table_size_applies_on_ack() {
+        use flags::*;
+        use frame_type::*;
+        let mut conn = fresh();
+        let mut c = PREFACE.to_vec();
+        c.extend(settings(&[]));
+        conn.feed_all(C, &c, 1);
+        // Server limits the client's encoder to 100 bytes; client acks, then must shrink.
+        conn.feed_all(S, &settings(&[(1, 100)]), 2);
+        assert_eq!(conn.hpack(C).unwrap().max_table_size(), 4096);
+        conn.feed_all(C, &frame(SETTINGS, ACK, 0, &[]), 3);
+        assert_eq!(conn.hpack(C).unwrap().max_table_size(), 100);
+        // A size update above 100 is now a decoding error (counted, not fatal).
+        conn.feed_all(C, &frame(HEADERS, END_STREAM | END_HEADERS, 1, &[0x3f, 0xe1, 0x1f, 0x82, 0x84, 0x86]), 4);
+        assert_eq!(conn.stats().hpack_errors, 1);
+        // Later streams still decode static fields.
+        conn.feed_all(C, &frame(HEADERS, END_STREAM | END_HEADERS, 3, &[0x82, 0x84, 0x86]), 5);
+        let mut got = Vec::new();
+        while let Some(m) = conn.pop_message() {
+            got.push((m.request_id, m.request_type));
+        }
+        assert!(got.contains(&(Some(3), Some("GET".into()))), "{got:?}");
+    }
+
+    #[test]
+    fn stream_limit_counts_overflow() {
+        let cfg = H2Config { max_streams: 2, ..Default::default() };
+        let mut conn = H2Connection::new(Arc::new(cfg));
+        conn.feed_all(C, PREFACE, 1);
+        for sid in [1u32, 3, 5, 7] {
+            conn.feed_all(C, &frame(frame_type::HEADERS, flags::END_HEADERS, sid, &[0x83, 0x84, 0x86]), 2);
+        }
+        assert_eq!(conn.open_streams(), 2);
+        assert_eq!(conn.stats().streams_overflow, 2);
+    }
+
+    #[test]
+    fn probe_detection() {
+        assert_eq!(probe_bytes(PREFACE), Probe::Match);
+        assert_eq!(probe_bytes(&PREFACE[..10]), Probe::NeedMore);
+        assert_eq!(probe_bytes(b"GET / HTTP/1.1\r\n\r\n"), Probe::NotThis);
+        assert_eq!(probe_bytes(&settings(&[(4, 65535)])), Probe::Match);
+        let mut two = settings(&[]);
+        two.extend(frame(frame_type::HEADERS, 5, 1, &[0x88]));
+        assert_eq!(probe_bytes(&two), Probe::Match);
+        assert_eq!(probe_bytes(&two[..12]), Probe::NeedMore);
+        assert_eq!(probe_bytes(&[0x16, 3, 1, 0, 0x50, 1, 0, 0, 0x4c, 3, 3]), Probe::NotThis);
+    }
+
+    /// Fixed-seed fuzz: mutated conversations and random bytes through prior-knowledge and
+    /// mid-stream connections; nothing may panic and memory stays bounded.
+    #[test]
+    fn fuzz_connection() {
+        let segs = convo();
+        let mut rng = XorShift(0xdead_beef_cafe_f00d);
+        let cfg = Arc::new(H2Config { max_streams: 16, ..Default::default() });
+        for i in 0..50_000u32 {
+            let mut conn = if i % 3 == 0 {
+                H2Connection::new_mid_stream(Arc::clone(&cfg))
+            } else {
+                H2Connection::new(Arc::clone(&cfg))
+            };
+            let start = rng.below(segs.len());
+            let take = 1 + rng.below(3);
+            for (d, bytes) in segs.iter().skip(start).take(take) {
+                let mut b = bytes.clone();
+                if i % 5 == 4 {
+                    b = (0..rng.below(64)).map(|_| rng.next() as u8).collect();
+                } else {
+                    for _ in 0..1 + rng.below(3) {
+                        let p = rng.below(b.len().max(1));
+                        match rng.below(3) {
+                            0 if !b.is_empty() => b[p] = rng.next() as u8,
+                            1 => b.insert(p.min(b.len()), rng.next() as u8),
+                            _ if !b.is_empty() => {
+                                b.remove(p);
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                let cut = rng.below(b.len() + 1);
+                conn.feed_all(*d, &b[..cut], 1);
+                conn.feed_all(*d, &b[cut..], 2);
+            }
+            conn.close(3);
+            let mut n = 0;
+            while conn.pop_message().is_some() {
+                n += 1;
+            }
+            assert!(n <= 64);
+            assert!(conn.open_streams() <= 16);
+        }
     }
 }
