@@ -718,6 +718,9 @@ impl Default for Decoder {
     }
 }
 
+/// A table entry as (name, value).
+type NameValue<'a> = (&'a [u8], &'a [u8]);
+
 enum Str<'a> {
     Raw(&'a [u8]),
     Huff,
@@ -848,7 +851,7 @@ impl Decoder {
 
     /// Looks up index `idx` (>= 1). `Ok(None)`: an entry of the unknown part of a partial
     /// table.
-    fn lookup(&self, idx: u32) -> Result<Option<(&[u8], &[u8])>, HpackError> {
+    fn lookup(&self, idx: u32) -> Result<Option<NameValue<'_>>, HpackError> {
         if idx == 0 {
             return Err(HpackError::ZeroIndex);
         }
@@ -1178,7 +1181,10 @@ pub(crate) mod tests {
         assert_eq!(d.table_len(), 0);
     }
 
-    fn requests_expect() -> [(Vec<(String, String)>, Vec<(String, String)>, usize); 3] {
+    /// Expected (fields, table after, table size) of one block.
+    type Step = (Vec<(String, String)>, Vec<(String, String)>, usize);
+
+    fn requests_expect() -> [Step; 3] {
         [
             (
                 hv(&[(":method", "GET"), (":scheme", "http"), (":path", "/"), (":authority", "www.example.com")]),
@@ -1215,7 +1221,7 @@ pub(crate) mod tests {
     const LOC: &str = "https://www.example.com";
     const COOKIE: &str = "foo=ASDJKHQKBZXOQWEOPIUAXQWEOIU; max-age=3600; version=1";
 
-    fn responses_expect() -> [(Vec<(String, String)>, Vec<(String, String)>, usize); 3] {
+    fn responses_expect() -> [Step; 3] {
         [
             (
                 hv(&[(":status", "302"), ("cache-control", "private"), ("date", DATE1), ("location", LOC)]),
@@ -1263,11 +1269,7 @@ pub(crate) mod tests {
         "88c16196d07abe941054d444a8200595040b8166e084a62d1bffc05a839bd9ab77ad94e7821dd7f2e6c7b335dfdfcd5b3960d5af27087f3672c1ab270fb5291f9587316065c003ed4ee5b1063d5007",
     ];
 
-    fn run_sequence(
-        blocks: &[&str; 3],
-        table_size: Option<u32>,
-        expect: &[(Vec<(String, String)>, Vec<(String, String)>, usize); 3],
-    ) {
+    fn run_sequence(blocks: &[&str; 3], table_size: Option<u32>, expect: &[Step; 3]) {
         let mut d = Decoder::default();
         if let Some(n) = table_size {
             d.set_settings_table_size(n);

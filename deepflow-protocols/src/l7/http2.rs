@@ -160,7 +160,7 @@ impl FrameHeader {
             RST_STREAM | WINDOW_UPDATE => self.length == 4,
             PING => self.length == 8,
             GOAWAY => self.length >= 8,
-            SETTINGS => self.length % 6 == 0 && (self.flags & flags::ACK == 0 || self.length == 0),
+            SETTINGS => self.length.is_multiple_of(6) && (self.flags & flags::ACK == 0 || self.length == 0),
             HEADERS | CONTINUATION | PUSH_PROMISE => self.length > 0,
             _ => true,
         }
@@ -925,14 +925,14 @@ impl H2Connection {
                     self.stats.protocol_errors += 1;
                     return;
                 };
-                let promised = u32::from_be_bytes([id[0] & 0x7f, id[1], id[2], id[3]]);
+                let promised = be32(id, 0).unwrap_or(0) & 0x7fff_ffff;
                 let ctx = BlockCtx { stream: h.stream_id, end_stream: false, promised: Some(promised) };
                 self.block_fragment(d, ctx, frag, h.flags & flags::END_HEADERS != 0, ts);
             }
             SETTINGS => self.on_settings(d, h, p),
             RST_STREAM => {
                 self.stats.resets += 1;
-                let code = p.get(..4).map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+                let code = be32(p, 0).unwrap_or(0);
                 self.reset_stream(h.stream_id, code, d == C2S, "RST_STREAM", ts);
             }
             GOAWAY => {
@@ -941,8 +941,8 @@ impl H2Connection {
                     self.stats.protocol_errors += 1;
                     return;
                 };
-                let last = u32::from_be_bytes([l[0] & 0x7f, l[1], l[2], l[3]]);
-                let code = u32::from_be_bytes([c[0], c[1], c[2], c[3]]);
+                let last = be32(l, 0).unwrap_or(0) & 0x7fff_ffff;
+                let code = be32(c, 0).unwrap_or(0);
                 // Streams the receiver initiated above `last` were not processed.
                 let receiver_odd = d == S2C;
                 let mut ids: Vec<u32> =
@@ -952,14 +952,9 @@ impl H2Connection {
                     self.reset_stream(id, code, d == C2S, "GOAWAY", ts);
                 }
             }
-            PRIORITY | PING | WINDOW_UPDATE => {
-                if (h.kind == PRIORITY && p.len() != 5)
-                    || (h.kind == PING && p.len() != 8)
-                    || (h.kind == WINDOW_UPDATE && p.len() != 4)
-                {
-                    self.stats.protocol_errors += 1;
-                }
-            }
+            PRIORITY if p.len() != 5 => self.stats.protocol_errors += 1,
+            PING if p.len() != 8 => self.stats.protocol_errors += 1,
+            WINDOW_UPDATE if p.len() != 4 => self.stats.protocol_errors += 1,
             _ => {}
         }
     }
@@ -977,7 +972,7 @@ impl H2Connection {
             }
             return;
         }
-        if p.len() % 6 != 0 {
+        if !p.len().is_multiple_of(6) {
             self.stats.protocol_errors += 1;
         }
         let sz = settings_table_size(p);
@@ -1261,6 +1256,12 @@ impl H2Connection {
 /// responses after their PUSH_PROMISE.
 fn is_request_side(d: usize, sid: u32) -> bool {
     d == C2S && sid % 2 == 1
+}
+
+/// Big-endian u32 at `at`.
+fn be32(p: &[u8], at: usize) -> Option<u32> {
+    let b: [u8; 4] = p.get(at..at.checked_add(4)?)?.try_into().ok()?;
+    Some(u32::from_be_bytes(b))
 }
 
 /// Removes the pad-length byte, the padding and `skip` more leading bytes (HEADERS priority
