@@ -84,6 +84,7 @@ pub mod grpc;
 pub mod hpack;
 pub mod http1;
 pub mod http2;
+pub mod kafka;
 pub mod tls;
 
 /// Answer of [`L7Parser::probe`].
@@ -263,6 +264,7 @@ pub fn builtin_parsers(cfg: &L7Config) -> Vec<Box<dyn L7Parser>> {
         Box::new(dns::DnsParser::new(cfg)),
         Box::new(tls::TlsParser::new(cfg)),
         Box::new(http2::Http2Parser::new(cfg)),
+        Box::new(kafka::KafkaParser::new(cfg)),
     ];
     all.into_iter().filter(|p| cfg.is_enabled(p.protocol())).collect()
 }
