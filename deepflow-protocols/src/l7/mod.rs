@@ -85,6 +85,7 @@ pub mod hpack;
 pub mod http1;
 pub mod http2;
 pub mod kafka;
+pub mod mqtt;
 pub mod tls;
 
 /// Answer of [`L7Parser::probe`].
@@ -265,6 +266,7 @@ pub fn builtin_parsers(cfg: &L7Config) -> Vec<Box<dyn L7Parser>> {
         Box::new(tls::TlsParser::new(cfg)),
         Box::new(http2::Http2Parser::new(cfg)),
         Box::new(kafka::KafkaParser::new(cfg)),
+        Box::new(mqtt::MqttParser::new(cfg)),
     ];
     all.into_iter().filter(|p| cfg.is_enabled(p.protocol())).collect()
 }
