@@ -1875,4 +1875,69 @@ pub(crate) mod tests {
             assert!(conn.open_streams() <= 16);
         }
     }
+
+    /// The whole conversation through the engine, split at every offset of one segment:
+    /// detection by the preface, pairing by stream id, the same rows every time.
+    #[test]
+    fn engine_sessions() {
+        use crate::{L7Config, L7Engine, L7FlowState};
+        use deepflow_core::FlowInfo;
+        use deepflow_core::record::{L7FlowLog, LogType};
+        use std::net::{IpAddr, Ipv4Addr};
+        let flow = FlowInfo {
+            flow_id: 1,
+            protocol: 6,
+            client_ip: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+            client_port: 40000,
+            server_ip: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
+            server_port: 50051,
+            tunnel: Default::default(),
+            start_time_us: 0,
+        };
+        let segs = convo();
+        let rows_for = |split: Option<(usize, usize)>| -> Vec<L7FlowLog> {
+            let mut engine = L7Engine::new(L7Config::default());
+            let mut st = L7FlowState::default();
+            let mut rows = Vec::new();
+            for (i, (d, b)) in segs.iter().enumerate() {
+                let ts = 1000 * (i as u64 + 1);
+                match split {
+                    Some((si, k)) if si == i => {
+                        engine.on_payload(&mut st, &flow, *d, ts, &b[..k], &mut rows);
+                        engine.on_payload(&mut st, &flow, *d, ts, &b[k..], &mut rows);
+                    }
+                    _ => engine.on_payload(&mut st, &flow, *d, ts, b, &mut rows),
+                }
+            }
+            engine.on_flow_end(&mut st, &flow, 99_000, &mut rows);
+            rows.sort_by_key(|r| r.request_id);
+            rows
+        };
+        let rows = rows_for(None);
+        let by_id = |id: u32| rows.iter().find(|r| r.request_id == Some(id)).unwrap();
+        assert_eq!(rows.len(), 6, "{rows:#?}");
+        let r1 = by_id(1);
+        assert_eq!((r1.l7_protocol, r1.log_type), (L7Protocol::Http2, LogType::Session));
+        assert_eq!(r1.version.as_deref(), Some("2"));
+        assert_eq!(r1.endpoint.as_deref(), Some("/api/v1"));
+        assert_eq!(r1.response_code, Some(200));
+        assert_eq!(r1.x_request_id_0.as_deref(), Some("req-1"));
+        assert_eq!(r1.x_request_id_1.as_deref(), Some("resp-1"));
+        assert_eq!(r1.trace_id.as_deref(), Some("0af7651916cd43dd8448eb211c80319c"));
+        assert_eq!(r1.rrt, Some(1000));
+        let r3 = by_id(3);
+        assert_eq!(r3.l7_protocol, L7Protocol::Grpc);
+        assert_eq!(r3.request_resource.as_deref(), Some("helloworld.Greeter"));
+        assert_eq!(r3.endpoint.as_deref(), Some("/helloworld.Greeter/SayHello"));
+        assert_eq!((r3.response_code, r3.response_status), (Some(5), ResponseStatus::ClientError));
+        assert_eq!(r3.response_exception.as_deref(), Some("not found"));
+        assert_eq!((r3.request_length, r3.response_length), (Some(5), Some(4)));
+        assert_eq!(by_id(7).response_exception.as_deref(), Some("RST_STREAM CANCEL"));
+        assert_eq!(by_id(9).response_status, ResponseStatus::ServerError);
+        for (i, (_, b)) in segs.iter().enumerate() {
+            for k in 0..=b.len() {
+                assert_eq!(rows_for(Some((i, k))), rows, "segment {i} split at {k}");
+            }
+        }
+    }
 }
