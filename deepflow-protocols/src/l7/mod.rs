@@ -86,6 +86,7 @@ pub mod http1;
 pub mod http2;
 pub mod kafka;
 pub mod mqtt;
+pub mod nats;
 pub mod tls;
 
 /// Answer of [`L7Parser::probe`].
@@ -267,6 +268,7 @@ pub fn builtin_parsers(cfg: &L7Config) -> Vec<Box<dyn L7Parser>> {
         Box::new(http2::Http2Parser::new(cfg)),
         Box::new(kafka::KafkaParser::new(cfg)),
         Box::new(mqtt::MqttParser::new(cfg)),
+        Box::new(nats::NatsParser::new(cfg)),
     ];
     all.into_iter().filter(|p| cfg.is_enabled(p.protocol())).collect()
 }
