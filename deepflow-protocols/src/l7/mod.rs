@@ -79,6 +79,7 @@ use crate::config::L7Config;
 use crate::error::ParseErrorKind;
 use crate::trace::TraceInfo;
 
+pub mod amqp;
 pub mod dns;
 pub mod grpc;
 pub mod hpack;
@@ -269,6 +270,7 @@ pub fn builtin_parsers(cfg: &L7Config) -> Vec<Box<dyn L7Parser>> {
         Box::new(kafka::KafkaParser::new(cfg)),
         Box::new(mqtt::MqttParser::new(cfg)),
         Box::new(nats::NatsParser::new(cfg)),
+        Box::new(amqp::AmqpParser::new(cfg)),
     ];
     all.into_iter().filter(|p| cfg.is_enabled(p.protocol())).collect()
 }
