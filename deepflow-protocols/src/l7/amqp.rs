@@ -132,10 +132,10 @@ fn method(class: u16, m: u16) -> Option<(&'static str, Role)> {
 }
 
 /// Status of a reply code (L7_FIELDS.md): 200 ok; 320, 506, 541 server_error; other codes
-/// client_error.
+/// client_error. Code 0 is also ok: pika closes channels with `0 Normal shutdown`.
 pub fn reply_status(code: u16) -> ResponseStatus {
     match code {
-        200 => ResponseStatus::Ok,
+        0 | 200 => ResponseStatus::Ok,
         320 | 506 | 541 => ResponseStatus::ServerError,
         _ => ResponseStatus::ClientError,
     }
@@ -394,7 +394,7 @@ impl AmqpParser {
             }
             _ => {}
         }
-        if (class, mid) == (CONNECTION, 50) && reply.as_ref().is_some_and(|(c, _)| *c != 200) {
+        if (class, mid) == (CONNECTION, 50) && reply.as_ref().is_some_and(|(c, _)| reply_status(*c) != ResponseStatus::Ok) {
             role = Role::Resp;
         }
         let kind = match role {
@@ -422,7 +422,7 @@ impl AmqpParser {
             } else {
                 msg.response_exception = Some(text);
             }
-            if (class, mid) == (CHANNEL, 40) && code != 200 {
+            if (class, mid) == (CHANNEL, 40) && st != ResponseStatus::Ok {
                 // an error answers the channel's pending request, and awaits Channel.CloseOk
                 let mut req = msg.clone();
                 req.kind = Some(MessageKind::Request);
