@@ -42,6 +42,12 @@ pub struct L7Config {
     pub emit: EmitMode,
     /// DNS names ending with one of these suffixes are `ok` even on NXDOMAIN.
     pub dns_unconcerned_nxdomain_suffixes: Vec<String>,
+    /// Replace literals in captured statements with `?`: SQL strings/numbers/hex (MySQL,
+    /// PostgreSQL), Redis values after the key, Memcached keys stay. Off by default.
+    pub db_obfuscation: bool,
+    /// Cap on captured statement text (SQL, Redis command, MongoDB document) in bytes;
+    /// longer text is cut on a char boundary and ends with `...`.
+    pub max_statement_length: usize,
 }
 
 impl Default for L7Config {
@@ -56,6 +62,8 @@ impl Default for L7Config {
             http_endpoint_segments: 2,
             emit: EmitMode::Sessions,
             dns_unconcerned_nxdomain_suffixes: Vec::new(),
+            db_obfuscation: false,
+            max_statement_length: 4096,
         }
     }
 }

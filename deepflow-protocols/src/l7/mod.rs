@@ -87,7 +87,9 @@ pub mod http1;
 pub mod http2;
 pub mod kafka;
 pub mod mqtt;
+pub mod mysql;
 pub mod nats;
+pub mod sql;
 pub mod tls;
 
 /// Answer of [`L7Parser::probe`].
@@ -271,6 +273,7 @@ pub fn builtin_parsers(cfg: &L7Config) -> Vec<Box<dyn L7Parser>> {
         Box::new(mqtt::MqttParser::new(cfg)),
         Box::new(nats::NatsParser::new(cfg)),
         Box::new(amqp::AmqpParser::new(cfg)),
+        Box::new(mysql::MysqlParser::new(cfg)),
     ];
     all.into_iter().filter(|p| cfg.is_enabled(p.protocol())).collect()
 }
