@@ -248,3 +248,31 @@ fn amqp_matches_tshark() {
     assert_eq!(ours_methods, classes.len());
     assert_eq!(classes.len(), methods.len());
 }
+
+/// Real libzmq 4.3.5 traffic (pyzmq): tshark 4.0 has no ZMTP dissector, so the expectations
+/// come from the workload in tests/fixtures/zmtp/zmtp_client.py.
+#[test]
+fn zmtp_real_capture() {
+    let rows = sessions(&fixture("zmtp"));
+    let z = of(&rows, L7Protocol::Zmtp);
+    let kinds = counts(z.iter().filter_map(|r| r.request_type.clone()));
+    // 4 connections x 2 greetings; REQ/REP: 4 request/response pairs; PUB: 3 matching
+    // publications (the `sports` ones are filtered by the publisher); DEALER/ROUTER: 2
+    assert_eq!(kinds.get("Greeting"), Some(&8), "{kinds:?}");
+    assert_eq!(kinds.get("Message"), Some(&9), "{kinds:?}");
+    assert!(z.iter().all(|r| r.version.as_deref() == Some("3.1")));
+    let reqrep: Vec<_> =
+        z.iter().filter(|r| r.server_port == 5555 && r.request_type.as_deref() == Some("Message")).collect();
+    assert_eq!(reqrep.len(), 4);
+    assert!(reqrep.iter().all(|r| r.rrt.is_some() && r.response_status == ResponseStatus::Ok));
+    assert_eq!(reqrep[3].request_length, Some(70005));
+    assert!(
+        z.iter().any(|r| r.request_resource.as_deref() == Some("weather")
+            && r.attribute_values.contains(&"SUBSCRIBE".to_string()))
+    );
+    assert_eq!(z.iter().filter(|r| r.request_domain.as_deref() == Some("weather.paris")).count(), 3);
+    let err: Vec<_> = z.iter().filter(|r| r.response_exception.is_some()).collect();
+    assert_eq!(err.len(), 1);
+    assert_eq!(err[0].response_exception.as_deref(), Some("400"));
+    assert_eq!(err[0].response_status, ResponseStatus::ServerError);
+}

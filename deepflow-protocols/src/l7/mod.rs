@@ -91,6 +91,7 @@ pub mod mysql;
 pub mod nats;
 pub mod sql;
 pub mod tls;
+pub mod zmtp;
 
 /// Answer of [`L7Parser::probe`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -272,8 +273,9 @@ pub fn builtin_parsers(cfg: &L7Config) -> Vec<Box<dyn L7Parser>> {
         Box::new(kafka::KafkaParser::new(cfg)),
         Box::new(mqtt::MqttParser::new(cfg)),
         Box::new(nats::NatsParser::new(cfg)),
-        Box::new(amqp::AmqpParser::new(cfg)),
         Box::new(mysql::MysqlParser::new(cfg)),
+        Box::new(amqp::AmqpParser::new(cfg)),
+        Box::new(zmtp::ZmtpParser::new(cfg)),
     ];
     all.into_iter().filter(|p| cfg.is_enabled(p.protocol())).collect()
 }
