@@ -472,10 +472,6 @@ impl<O: FlowObserver> FlowTable<O> {
         }
         if tcp.established || tcp.syn_count > 0 || !f.role_certain {
             // Reuse of a live 5-tuple: the old flow ends with "client port reuse".
-            f.class = Class::Established;
-            if let Some(tcp) = f.tcp.as_mut() {
-                tcp.rst_by = None;
-            }
             f.port_reused = true;
             return true;
         }

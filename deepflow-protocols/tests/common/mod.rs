@@ -69,7 +69,7 @@ pub fn tshark_args(pcap: &Path) -> Vec<String> {
             let l = l.trim().to_string();
             if let Some(pos) = l.find("uat:protobuf_search_paths:") {
                 let head = &l[..pos + "uat:protobuf_search_paths:".len()];
-                return format!("{head}\"{}\",\"FALSE\"", dir.display());
+                return format!("{head}\"{}\",\"TRUE\"", dir.display());
             }
             if let Some(pos) = l.find("tls.keylog_file:") {
                 let head = &l[..pos + "tls.keylog_file:".len()];
@@ -95,10 +95,7 @@ pub fn tshark_fields(pcap: &Path, filter: &str, fields: &[&str]) -> Vec<Vec<Stri
     }
     let out = cmd.output().expect("run tshark");
     assert!(out.status.success(), "tshark failed on {}: {}", pcap.display(), String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| l.split('\t').map(str::to_string).collect())
-        .collect()
+    String::from_utf8_lossy(&out.stdout).lines().map(|l| l.split('\t').map(str::to_string).collect()).collect()
 }
 
 /// All values of the multi-valued tshark field at column `i` of every row, flattened in order.
