@@ -276,3 +276,41 @@ fn zmtp_real_capture() {
     assert_eq!(err[0].response_exception.as_deref(), Some("400"));
     assert_eq!(err[0].response_status, ResponseStatus::ServerError);
 }
+
+/// Generated from the wire specification (tests/fixtures/pulsar/gen_pulsar_pcap.py): no Pulsar
+/// broker is available from the package registries and tshark 4.0 has no Pulsar dissector.
+#[test]
+fn pulsar_generated_capture() {
+    let rows = sessions(&fixture("pulsar"));
+    let p = of(&rows, L7Protocol::Pulsar);
+    let names: Vec<&str> = p.iter().filter_map(|r| r.request_type.as_deref()).collect();
+    assert_eq!(
+        names,
+        [
+            "CONNECT",
+            "PARTITIONED_METADATA",
+            "LOOKUP",
+            "PRODUCER",
+            "SEND",
+            "SEND",
+            "SUBSCRIBE",
+            "FLOW",
+            "MESSAGE",
+            "ACK",
+            "PING",
+            "LOOKUP",
+            "SEND",
+            "PING",
+            "CLOSE_PRODUCER"
+        ]
+    );
+    assert!(p.iter().all(|r| r.response_status != ResponseStatus::Timeout));
+    assert_eq!(p[0].version.as_deref(), Some("19"));
+    assert_eq!(p[4].trace_id.as_deref(), Some("0af7651916cd43dd8448eb211c80319c"));
+    assert_eq!(p[5].response_exception.as_deref(), Some("Could not persist entry"));
+    assert_eq!(p[11].response_code, Some(11));
+    assert!(p[12].request_length.is_some_and(|l| l > 100_000));
+    assert!(
+        p.iter().filter(|r| r.request_type.as_deref() == Some("SEND")).all(|r| r.endpoint.as_deref() == Some("orders"))
+    );
+}

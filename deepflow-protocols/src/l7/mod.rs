@@ -89,6 +89,8 @@ pub mod kafka;
 pub mod mqtt;
 pub mod mysql;
 pub mod nats;
+pub mod pulsar;
+pub mod postgresql;
 pub mod sql;
 pub mod tls;
 pub mod zmtp;
@@ -274,8 +276,10 @@ pub fn builtin_parsers(cfg: &L7Config) -> Vec<Box<dyn L7Parser>> {
         Box::new(mqtt::MqttParser::new(cfg)),
         Box::new(nats::NatsParser::new(cfg)),
         Box::new(mysql::MysqlParser::new(cfg)),
+        Box::new(postgresql::PostgresParser::new(cfg)),
         Box::new(amqp::AmqpParser::new(cfg)),
         Box::new(zmtp::ZmtpParser::new(cfg)),
+        Box::new(pulsar::PulsarParser::new(cfg)),
     ];
     all.into_iter().filter(|p| cfg.is_enabled(p.protocol())).collect()
 }
