@@ -90,7 +90,6 @@ pub mod mqtt;
 pub mod mysql;
 pub mod nats;
 pub mod pulsar;
-pub mod postgresql;
 pub mod sql;
 pub mod tls;
 pub mod zmtp;
@@ -276,7 +275,6 @@ pub fn builtin_parsers(cfg: &L7Config) -> Vec<Box<dyn L7Parser>> {
         Box::new(mqtt::MqttParser::new(cfg)),
         Box::new(nats::NatsParser::new(cfg)),
         Box::new(mysql::MysqlParser::new(cfg)),
-        Box::new(postgresql::PostgresParser::new(cfg)),
         Box::new(amqp::AmqpParser::new(cfg)),
         Box::new(zmtp::ZmtpParser::new(cfg)),
         Box::new(pulsar::PulsarParser::new(cfg)),
