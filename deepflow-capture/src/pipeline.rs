@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use deepflow_core::record::{L4FlowLog, NetworkMetrics};
-use deepflow_core::wire::{self, DecodeConfig, DecodeError, LinkType};
+use deepflow_core::wire::{self, DecodeConfig, LinkType};
 
 use crate::budget::MemoryBudget;
 use crate::defrag::{DefragConfig, Defragmenter};
@@ -96,7 +96,7 @@ impl<O: FlowObserver> Pipeline<O> {
         self.stats.last_timestamp_us = self.stats.last_timestamp_us.max(timestamp_us);
         let mut p = match wire::decode(link, data, &self.decode) {
             Ok(p) => p,
-            Err(DecodeError::NotIp { .. }) => {
+            Err(e) if e.kind() == "not_ip" => {
                 self.stats.non_ip += 1;
                 self.table.advance(timestamp_us);
                 return;
@@ -138,6 +138,7 @@ impl<O: FlowObserver> Pipeline<O> {
 
     /// Ends the capture: reports every open flow and closes every metrics window.
     pub fn finish(&mut self) {
+        self.defrag.expire(u64::MAX);
         self.table.flush_all();
     }
 
