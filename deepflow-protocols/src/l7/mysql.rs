@@ -572,13 +572,9 @@ impl MysqlParser {
                 if first == Some(0xff) {
                     return Ok(Some(self.finish_err(p)));
                 }
-                self.resp = if left > 1 {
-                    Resp::Cols { left: left - 1 }
-                } else if self.deprecate_eof() == Some(true) {
-                    Resp::Rows
-                } else {
-                    Resp::ColsEof
-                };
+                // ColsEof also accepts a missing EOF (CLIENT_DEPRECATE_EOF): an EOF is exactly 5
+                // bytes, a deprecate-EOF terminator (OK with 0xfe) at least 7
+                self.resp = if left > 1 { Resp::Cols { left: left - 1 } } else { Resp::ColsEof };
                 return Ok(None);
             }
             Resp::ColsEof => {
@@ -586,7 +582,7 @@ impl MysqlParser {
                 if first == Some(0xfe) && p.len() == 5 {
                     return Ok(None);
                 }
-                // no EOF after the definitions: CLIENT_DEPRECATE_EOF (handshake not seen)
+                // no EOF after the definitions: CLIENT_DEPRECATE_EOF
             }
             Resp::Rows => {}
         }
