@@ -24,7 +24,9 @@ fn conversation() -> Vec<(deepflow_core::Direction, Vec<u8>)> {
             r.extend_from_slice(b"0\r\n\r\n");
             r
         } else {
-            let mut r = b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: application/json\r\nContent-Length: 512\r\n\r\n".to_vec();
+            let mut r =
+                b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: application/json\r\nContent-Length: 512\r\n\r\n"
+                    .to_vec();
             r.extend(std::iter::repeat_n(b'{', 512));
             r
         };

@@ -239,6 +239,7 @@ fn emit(w: Window, out: &mut Vec<ApplicationMetrics>) {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
     use deepflow_core::FlowInfo;

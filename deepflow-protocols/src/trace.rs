@@ -256,6 +256,7 @@ fn b64_decode(s: &[u8]) -> Option<Vec<u8>> {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
     use crate::l7::MessageKind;

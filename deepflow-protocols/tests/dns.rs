@@ -118,7 +118,11 @@ fn statuses_and_types() {
     }
     // unconcerned NXDOMAIN suffix → ok
     let cfg = L7Config { dns_unconcerned_nxdomain_suffixes: vec!["cluster.local".into()], ..L7Config::default() };
-    let (rows, _) = run_cfg(cfg, &f, &[d(C2S, query(9, "svc.ns.cluster.local", 1)), d(S2C, response_rcode(9, "svc.ns.cluster.local", 1, 3))]);
+    let (rows, _) = run_cfg(
+        cfg,
+        &f,
+        &[d(C2S, query(9, "svc.ns.cluster.local", 1)), d(S2C, response_rcode(9, "svc.ns.cluster.local", 1, 3))],
+    );
     assert_eq!(rows[0].response_status, ResponseStatus::Ok);
 }
 
@@ -135,7 +139,8 @@ fn pairs_by_id_out_of_order_and_times_out() {
             d(S2C, response_rcode(1, "one.io", 1, 0)),
         ],
     );
-    let got: Vec<_> = rows.iter().map(|r| (r.request_id.unwrap(), r.request_resource.clone().unwrap(), r.response_status)).collect();
+    let got: Vec<_> =
+        rows.iter().map(|r| (r.request_id.unwrap(), r.request_resource.clone().unwrap(), r.response_status)).collect();
     assert_eq!(
         got,
         vec![

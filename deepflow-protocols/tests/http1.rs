@@ -12,16 +12,31 @@ fn http() -> deepflow_core::FlowInfo {
 fn conversations() -> Vec<Vec<Ev>> {
     vec![
         vec![
-            d(C2S, "GET /api/v1/users/42?x=1 HTTP/1.1\r\nHost: example.com\r\nUser-Agent: curl/8.0\r\nX-Request-ID: r-1\r\ntraceparent: 00-aaaa-bbbb-01\r\n\r\n"),
+            d(
+                C2S,
+                "GET /api/v1/users/42?x=1 HTTP/1.1\r\nHost: example.com\r\nUser-Agent: curl/8.0\r\nX-Request-ID: r-1\r\ntraceparent: 00-aaaa-bbbb-01\r\n\r\n",
+            ),
             d(S2C, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Request-ID: r-2\r\n\r\nhello"),
         ],
         vec![
-            d(C2S, "POST /upload HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n4;ext=1\r\nabcd\r\n0\r\nX-Trailer: t\r\n\r\nGET /next HTTP/1.1\r\nHost: h\r\n\r\n"),
-            d(S2C, "HTTP/1.1 201 Created\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\nA\r\n0123456789\r\n0\r\n\r\nHTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"),
+            d(
+                C2S,
+                "POST /upload HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n4;ext=1\r\nabcd\r\n0\r\nX-Trailer: t\r\n\r\nGET /next HTTP/1.1\r\nHost: h\r\n\r\n",
+            ),
+            d(
+                S2C,
+                "HTTP/1.1 201 Created\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\nA\r\n0123456789\r\n0\r\n\r\nHTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
+            ),
         ],
         vec![
-            d(C2S, "HEAD /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\n\r\nGET /c HTTP/1.1\r\nHost: h\r\n\r\n"),
-            d(S2C, "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nHTTP/1.1 304 Not Modified\r\nContent-Length: 99\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n"),
+            d(
+                C2S,
+                "HEAD /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\n\r\nGET /c HTTP/1.1\r\nHost: h\r\n\r\n",
+            ),
+            d(
+                S2C,
+                "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nHTTP/1.1 304 Not Modified\r\nContent-Length: 99\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n",
+            ),
         ],
         vec![
             d(C2S, "PUT /obj HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"),
@@ -35,7 +50,14 @@ fn conversations() -> Vec<Vec<Ev>> {
         ],
         vec![
             d(C2S, "GET /chat HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"),
-            d(S2C, [&b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"[..], b"\x81\x05hello"].concat()),
+            d(
+                S2C,
+                [
+                    &b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"[..],
+                    b"\x81\x05hello",
+                ]
+                .concat(),
+            ),
             d(C2S, b"\x81\x85\x00\x00\x00\x00hello"),
         ],
     ]
@@ -171,7 +193,14 @@ fn timeout_pending_cap_and_messages_mode() {
     let mut e = L7Engine::new(cfg);
     let mut st = L7FlowState::default();
     let mut out = Vec::new();
-    e.on_payload(&mut st, &f, C2S, 1_000_000, b"GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\nGET /3 HTTP/1.1\r\n\r\n", &mut out);
+    e.on_payload(
+        &mut st,
+        &f,
+        C2S,
+        1_000_000,
+        b"GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\nGET /3 HTTP/1.1\r\n\r\n",
+        &mut out,
+    );
     assert_eq!(e.counters().pending_dropped, 1);
     e.on_tick(&mut st, &f, 1_500_000, &mut out);
     assert!(out.is_empty());

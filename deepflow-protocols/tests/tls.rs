@@ -116,13 +116,7 @@ fn tls13() -> Vec<Ev> {
     let (a, rest) = ch.split_at(3);
     let (b, c) = rest.split_at(40);
     let server = [record(22, &server_hello(true, 0x1302)), record(20, &[1]), record(23, &[0xee; 500])].concat();
-    vec![
-        d(C2S, a),
-        d(C2S, b),
-        d(C2S, c),
-        d(S2C, server),
-        d(C2S, [record(20, &[1]), record(23, &[0xdd; 60])].concat()),
-    ]
+    vec![d(C2S, a), d(C2S, b), d(C2S, c), d(S2C, server), d(C2S, [record(20, &[1]), record(23, &[0xdd; 60])].concat())]
 }
 
 #[test]

@@ -395,14 +395,12 @@ pub fn parse_certificate(cert: &[u8]) -> Option<CertInfo> {
             let mut atvs = set;
             while let Some((_, atv, r2)) = der(atvs) {
                 atvs = r2;
-                if let Some((0x06, oid, vr)) = der(atv) {
-                    if oid == [0x55, 0x04, 0x03] {
-                        if let Some((vt, v, _)) = der(vr) {
-                            if matches!(vt, 0x0c | 0x13 | 0x16 | 0x14) {
-                                info.subject_cn = Some(String::from_utf8_lossy(v).into_owned());
-                            }
-                        }
-                    }
+                if let Some((0x06, oid, vr)) = der(atv)
+                    && oid == [0x55, 0x04, 0x03]
+                    && let Some((vt, v, _)) = der(vr)
+                    && matches!(vt, 0x0c | 0x13 | 0x16 | 0x14)
+                {
+                    info.subject_cn = Some(String::from_utf8_lossy(v).into_owned());
                 }
             }
         }
@@ -426,8 +424,10 @@ impl TlsParser {
                 2 => hrr = parse_server_hello(body, msg).ok_or(ParseErrorKind::Malformed)?,
                 11 => {
                     // TLS ≤ 1.2: certificate_list<3> of cert<3>
-                    if let (Some(_), Some(len)) = (be24(body, 0), be24(body, 3)) {
-                        if let Some(info) = body.get(6..6 + len).and_then(parse_certificate) {
+                    if let (Some(_), Some(len)) = (be24(body, 0), be24(body, 3))
+                        && let Some(info) = body.get(6..6 + len).and_then(parse_certificate)
+                    {
+                        {
                             let side = if is_client { "client" } else { "server" };
                             if let Some(cn) = info.subject_cn {
                                 msg.attr(format!("{side}_cert_subject_cn"), cn);
@@ -535,10 +535,8 @@ impl L7Parser for TlsParser {
             // the server's first encrypted record ends its flight (TLS 1.3 without CCS)
             let end = !is_client && self.server_hello && !st.names.is_empty() && !st.ccs;
             st.skip = len;
-            if end {
-                if let Some(m) = self.end_flight(dir) {
-                    return ParseOutcome::Message(m, REC_HDR);
-                }
+            if end && let Some(m) = self.end_flight(dir) {
+                return ParseOutcome::Message(m, REC_HDR);
             }
             return ParseOutcome::Skip(REC_HDR);
         }
@@ -603,10 +601,10 @@ impl L7Parser for TlsParser {
                 }
                 st.hs = hs;
                 st.hs.drain(..off.min(st.hs.len()));
-                if st.flight_end {
-                    if let Some(m) = self.end_flight(dir) {
-                        return ParseOutcome::Message(m, total);
-                    }
+                if st.flight_end
+                    && let Some(m) = self.end_flight(dir)
+                {
+                    return ParseOutcome::Message(m, total);
                 }
                 ParseOutcome::Skip(total)
             }
