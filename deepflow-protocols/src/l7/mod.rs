@@ -91,6 +91,7 @@ pub mod mysql;
 pub mod nats;
 pub mod postgresql;
 pub mod pulsar;
+pub mod rocketmq;
 pub mod sql;
 pub mod tls;
 pub mod zmtp;
@@ -279,6 +280,7 @@ pub fn builtin_parsers(cfg: &L7Config) -> Vec<Box<dyn L7Parser>> {
         Box::new(amqp::AmqpParser::new(cfg)),
         Box::new(zmtp::ZmtpParser::new(cfg)),
         Box::new(pulsar::PulsarParser::new(cfg)),
+        Box::new(rocketmq::RocketMqParser::new(cfg)),
         Box::new(postgresql::PostgresParser::new(cfg)),
     ];
     all.into_iter().filter(|p| cfg.is_enabled(p.protocol())).collect()
