@@ -91,6 +91,7 @@ pub mod mysql;
 pub mod nats;
 pub mod postgresql;
 pub mod pulsar;
+pub mod openwire;
 pub mod rocketmq;
 pub mod sql;
 pub mod tls;
@@ -280,6 +281,7 @@ pub fn builtin_parsers(cfg: &L7Config) -> Vec<Box<dyn L7Parser>> {
         Box::new(amqp::AmqpParser::new(cfg)),
         Box::new(zmtp::ZmtpParser::new(cfg)),
         Box::new(pulsar::PulsarParser::new(cfg)),
+        Box::new(openwire::OpenWireParser::new(cfg)),
         Box::new(rocketmq::RocketMqParser::new(cfg)),
         Box::new(postgresql::PostgresParser::new(cfg)),
     ];
