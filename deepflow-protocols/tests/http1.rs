@@ -296,3 +296,8 @@ fn fuzz_50k() {
     let c = fuzz(&http(), &conversations(), 50_000, 0x1234_5678_9abc_def1);
     assert!(c.messages > 10_000, "{c:?}");
 }
+
+#[test]
+fn idle_flow_state_is_small() {
+    assert!(std::mem::size_of::<L7FlowState>() <= 16);
+}
