@@ -96,6 +96,8 @@ pub mod rocketmq;
 pub mod sql;
 pub mod tls;
 pub mod zmtp;
+pub mod hessian;
+pub mod dubbo;
 
 /// Answer of [`L7Parser::probe`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -284,6 +286,7 @@ pub fn builtin_parsers(cfg: &L7Config) -> Vec<Box<dyn L7Parser>> {
         Box::new(openwire::OpenWireParser::new(cfg)),
         Box::new(rocketmq::RocketMqParser::new(cfg)),
         Box::new(postgresql::PostgresParser::new(cfg)),
+        Box::new(dubbo::DubboParser::new(cfg)),
     ];
     all.into_iter().filter(|p| cfg.is_enabled(p.protocol())).collect()
 }
