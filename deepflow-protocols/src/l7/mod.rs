@@ -92,6 +92,7 @@ pub mod nats;
 pub mod postgresql;
 pub mod pulsar;
 pub mod openwire;
+pub mod redis;
 pub mod rocketmq;
 pub mod sql;
 pub mod tls;
@@ -287,6 +288,7 @@ pub fn builtin_parsers(cfg: &L7Config) -> Vec<Box<dyn L7Parser>> {
         Box::new(rocketmq::RocketMqParser::new(cfg)),
         Box::new(postgresql::PostgresParser::new(cfg)),
         Box::new(dubbo::DubboParser::new(cfg)),
+        Box::new(redis::RedisParser::new(cfg)),
     ];
     all.into_iter().filter(|p| cfg.is_enabled(p.protocol())).collect()
 }

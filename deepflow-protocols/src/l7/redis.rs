@@ -1,0 +1,759 @@
+//! Redis serialization protocol, RESP2 and RESP3 (`redis`).
+//!
+//! A streaming RESP reader consumes values of any size and nesting (aggregates, maps, sets,
+//! attributes `|`, pushes `>`, big numbers, verbatim strings, streamed strings `$?`/`;` and
+//! streamed aggregates `*?`/`.`) without buffering them: bulk payloads are skipped as they
+//! arrive and only what a row shows is kept (command arguments, the first elements of a
+//! reply, error text). Inline commands (`PING\r\n`) are accepted from clients. Pipelined
+//! commands are answered in order.
+//!
+//! Fields (L7_FIELDS.md "Redis"): `request_type` = command as sent, `request_resource` = the
+//! command and its arguments joined with spaces (capped; `AUTH`, `HELLO ... AUTH`, `MIGRATE
+//! ... AUTH/AUTH2`, `CONFIG SET requirepass|masterauth` and `ACL SETUSER` passwords are always
+//! replaced by `?`; with `db_obfuscation` every argument after the key is `?`),
+//! `response_result` = RESP type of the reply (`+ Simple string`, `* Array`, ...),
+//! `response_exception` = error line with its `-` (or the `!` bulk error), status
+//! `server_error` for errors and `ok` otherwise. Pub/sub: messages pushed by the server
+//! (`message`/`pmessage`/`smessage` arrays in subscribed RESP2 connections, any RESP3 push
+//! except a subscription confirmation that answers a pending SUBSCRIBE) are one-way rows with
+//! `request_type` = push kind and `request_resource` = channel; additional confirmations of a
+//! multi-channel SUBSCRIBE are one-way too.
+#![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]
+
+use std::collections::VecDeque;
+
+use deepflow_core::record::{L7Protocol, ResponseStatus};
+use deepflow_core::{Direction, FlowInfo};
+
+use super::sql::{StmtOptions, cap_string};
+use super::{L7Message, L7Parser, MessageKind, ParseCtx, ParseOutcome, Probe};
+use crate::config::L7Config;
+use crate::error::ParseErrorKind;
+
+// ---------------------------------------------------------------------------------------------
+// constants
+
+/// Longest header / simple-string line accepted.
+const MAX_LINE: usize = 64 * 1024;
+/// Deepest aggregate nesting accepted.
+const MAX_DEPTH: usize = 64;
+/// Arguments kept per command (the rest are counted).
+const MAX_ARGS: usize = 256;
+/// Error text kept in `response_exception`.
+const MAX_EXCEPTION: usize = 256;
+
+/// `response_result` text of a RESP type byte.
+pub fn type_name(t: u8) -> &'static str {
+    match t {
+        b'+' => "+ Simple string",
+        b'-' => "- Simple error",
+        b':' => ": Integer",
+        b'$' => "$ Bulk string",
+        b'*' => "* Array",
+        b'_' => "_ Nulls",
+        b'#' => "# Boolean",
+        b',' => ", Double",
+        b'(' => "( Big number",
+        b'!' => "! Bulk error",
+        b'=' => "= Verbatim string",
+        b'%' => "% Map",
+        b'~' => "~ Set",
+        b'>' => "> Push",
+        _ => "Unknown",
+    }
+}
+
+const CONFIRMATIONS: [&str; 6] =
+    ["subscribe", "unsubscribe", "psubscribe", "punsubscribe", "ssubscribe", "sunsubscribe"];
+
+fn parse_len(b: &[u8]) -> Option<i64> {
+    if b.is_empty() || b.len() > 20 {
+        return None;
+    }
+    std::str::from_utf8(b).ok()?.parse().ok()
+}
+
+// ---------------------------------------------------------------------------------------------
+// streaming RESP reader
+
+#[derive(Debug, Clone, Copy)]
+struct Frame {
+    /// Elements still expected (unused for streamed strings and aggregates).
+    left: usize,
+    /// An attribute map: it precedes a value and does not count as an element itself.
+    attr: bool,
+    /// A streamed string (`$?`): `;n` chunks until `;0`.
+    chunks: bool,
+    /// A streamed aggregate (`*?`): elements until `.`.
+    streamed: bool,
+}
+
+/// Incremental reader of one RESP value.
+#[derive(Debug, Default)]
+struct Reader {
+    stack: Vec<Frame>,
+    /// Bytes left of the current bulk payload, including its CRLF.
+    bulk_left: usize,
+    /// The current bulk is being kept (into `cur`).
+    keep: bool,
+    cur: Vec<u8>,
+    /// Type byte of the top-level value (attributes skipped).
+    top: Option<u8>,
+    /// First elements of a top-level aggregate (or the top-level string), capped.
+    elems: Vec<Vec<u8>>,
+    /// Number of depth-1 elements seen.
+    count: usize,
+    /// Error text of a top-level `-` / `!`.
+    error: Option<Vec<u8>>,
+    /// How much of each kept element is stored.
+    keep_cap: usize,
+    /// How many elements are kept.
+    keep_n: usize,
+}
+
+enum Step {
+    /// The value is complete after this many bytes.
+    Done(usize),
+    /// This many bytes were consumed; the value continues.
+    More(usize),
+}
+
+impl Reader {
+    fn reset(&mut self) {
+        let (cap, n) = (self.keep_cap, self.keep_n);
+        *self = Reader { keep_cap: cap, keep_n: n, ..Reader::default() };
+    }
+
+    fn depth(&self) -> usize {
+        self.stack.iter().filter(|f| !f.attr).count()
+    }
+
+    /// Is the element about to be read a depth-1 element (or the top-level value) we keep?
+    fn keeps_next(&self) -> bool {
+        let in_attr = self.stack.iter().any(|f| f.attr);
+        !in_attr && self.depth() <= 1 && self.elems.len() < self.keep_n
+    }
+
+    /// One element finished: unwind completed aggregates. Returns true when the top-level
+    /// value is complete.
+    fn element_done(&mut self) -> bool {
+        if self.keep && self.depth() <= 1 {
+            let v = std::mem::take(&mut self.cur);
+            self.elems.push(v);
+        }
+        self.keep = false;
+        if self.depth() == 1 {
+            self.count += 1;
+        }
+        loop {
+            let Some(f) = self.stack.last_mut() else { return true };
+            if f.chunks || f.streamed {
+                return false;
+            }
+            f.left = f.left.saturating_sub(1);
+            if f.left > 0 {
+                return false;
+            }
+            let attr = f.attr;
+            self.stack.pop();
+            if attr {
+                return false;
+            }
+        }
+    }
+
+    fn keep_bytes(&mut self, b: &[u8]) {
+        let room = self.keep_cap.saturating_sub(self.cur.len());
+        self.cur.extend_from_slice(b.get(..room.min(b.len())).unwrap_or_default());
+    }
+
+    /// Consumes as much of `data` as possible.
+    fn feed(&mut self, data: &[u8]) -> Result<Step, ParseErrorKind> {
+        let m = ParseErrorKind::Malformed;
+        let mut off = 0;
+        loop {
+            let rest = data.get(off..).unwrap_or_default();
+            if self.bulk_left > 0 {
+                if rest.is_empty() {
+                    return Ok(Step::More(off));
+                }
+                let n = self.bulk_left.min(rest.len());
+                if self.keep {
+                    let payload = n.min(self.bulk_left.saturating_sub(2));
+                    self.keep_bytes(rest.get(..payload).unwrap_or_default());
+                }
+                self.bulk_left -= n;
+                off += n;
+                if self.bulk_left == 0 && self.element_done() {
+                    return Ok(Step::Done(off));
+                }
+                continue;
+            }
+            let Some(nl) = memchr::memchr(b'\n', rest) else {
+                if rest.len() > MAX_LINE {
+                    return Err(ParseErrorKind::Oversize);
+                }
+                return Ok(Step::More(off));
+            };
+            let line = rest.get(..nl).unwrap_or_default();
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            off += nl + 1;
+            let (&t, body) = line.split_first().ok_or(m)?;
+            if self.stack.is_empty() && t != b'|' {
+                self.top = Some(t);
+            }
+            let keep = self.keeps_next();
+            let done = match t {
+                b'+' | b'-' | b':' | b'_' | b'#' | b',' | b'(' => {
+                    if self.stack.is_empty() && t == b'-' {
+                        self.error = Some(line.to_vec());
+                    }
+                    if keep {
+                        self.keep = true;
+                        self.keep_bytes(body);
+                    }
+                    self.element_done()
+                }
+                b'$' | b'!' | b'=' => {
+                    if body == b"?" {
+                        self.push(Frame { left: 0, attr: false, chunks: true, streamed: false })?;
+                        self.keep = keep;
+                        false
+                    } else {
+                        let n = parse_len(body).ok_or(m)?;
+                        if n < 0 {
+                            self.element_done()
+                        } else {
+                            self.bulk_left = usize::try_from(n).map_err(|_| m)?.checked_add(2).ok_or(m)?;
+                            self.keep = keep;
+                            false
+                        }
+                    }
+                }
+                b';' => {
+                    let n = parse_len(body).ok_or(m)?;
+                    if !self.stack.last().is_some_and(|f| f.chunks) {
+                        return Err(m);
+                    }
+                    if n <= 0 {
+                        self.stack.pop();
+                        self.element_done()
+                    } else {
+                        self.bulk_left = usize::try_from(n).map_err(|_| m)?.checked_add(2).ok_or(m)?;
+                        false
+                    }
+                }
+                b'*' | b'%' | b'~' | b'>' | b'|' => {
+                    if body == b"?" {
+                        self.push(Frame { left: 0, attr: t == b'|', chunks: false, streamed: true })?;
+                        false
+                    } else {
+                        let n = parse_len(body).ok_or(m)?;
+                        let pairs = if matches!(t, b'%' | b'|') { 2 } else { 1 };
+                        if n <= 0 {
+                            if t == b'|' { false } else { self.element_done() }
+                        } else {
+                            let left = usize::try_from(n).map_err(|_| m)?.checked_mul(pairs).ok_or(m)?;
+                            self.push(Frame { left, attr: t == b'|', chunks: false, streamed: false })?;
+                            false
+                        }
+                    }
+                }
+                b'.' => {
+                    if !self.stack.last().is_some_and(|f| f.streamed) {
+                        return Err(m);
+                    }
+                    self.stack.pop();
+                    self.element_done()
+                }
+                _ => return Err(m),
+            };
+            if done {
+                return Ok(Step::Done(off));
+            }
+        }
+    }
+
+    fn push(&mut self, f: Frame) -> Result<(), ParseErrorKind> {
+        if self.stack.len() >= MAX_DEPTH {
+            return Err(ParseErrorKind::Malformed);
+        }
+        self.stack.push(f);
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// probe
+
+/// Does `data` start like a RESP command array (client) or, on the usual port, a reply?
+pub fn probe_start(data: &[u8], dir: Direction, port: u16) -> Probe {
+    let Some(&first) = data.first() else { return Probe::NeedMore };
+    match dir {
+        Direction::ClientToServer if first == b'*' => {
+            // *N\r\n$M\r\n<letters>
+            let mut i = 1;
+            while data.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
+            if i == 1 && data.len() > 1 {
+                return Probe::NotThis;
+            }
+            for want in [b'\r', b'\n', b'$'] {
+                match data.get(i) {
+                    None => return Probe::NeedMore,
+                    Some(c) if *c == want => i += 1,
+                    Some(_) => return Probe::NotThis,
+                }
+            }
+            while data.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
+            match (data.get(i), data.get(i + 1), data.get(i + 2)) {
+                (Some(b'\r'), Some(b'\n'), Some(c)) if c.is_ascii_alphabetic() => Probe::Match,
+                (Some(b'\r'), Some(b'\n'), None) | (Some(b'\r'), None, _) | (None, _, _) => Probe::NeedMore,
+                _ => Probe::NotThis,
+            }
+        }
+        Direction::ClientToServer if port == 6379 => {
+            let word: Vec<u8> = data.iter().take_while(|c| c.is_ascii_alphabetic()).copied().collect();
+            match data.get(word.len()) {
+                Some(b' ' | b'\r' | b'\n') if (2..=16).contains(&word.len()) => Probe::Match,
+                None if word.len() < 16 => Probe::NeedMore,
+                _ => Probe::NotThis,
+            }
+        }
+        Direction::ServerToClient if port == 6379 && b"+-:$*%>_".contains(&first) => Probe::Match,
+        _ => Probe::NotThis,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// parser
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Pending {
+    /// A (P/S)SUBSCRIBE / UNSUBSCRIBE family command.
+    sub: bool,
+    /// Its first confirmation (the response) was seen.
+    answered: bool,
+    /// Further confirmations expected (one-way rows).
+    extra: usize,
+}
+
+/// The Redis parser.
+pub struct RedisParser {
+    opts: StmtOptions,
+    req: Reader,
+    resp: Reader,
+    /// Partial inline command line.
+    pending: VecDeque<Pending>,
+    subscribed: bool,
+}
+
+impl RedisParser {
+    /// A prototype configured from `cfg`.
+    pub fn new(cfg: &L7Config) -> Self {
+        let opts = StmtOptions::from_config(cfg);
+        let cap = if opts.max_len == 0 { 4096 } else { opts.max_len };
+        RedisParser {
+            opts,
+            req: Reader { keep_cap: cap, keep_n: MAX_ARGS, ..Reader::default() },
+            resp: Reader { keep_cap: MAX_EXCEPTION, keep_n: 2, ..Reader::default() },
+            pending: VecDeque::new(),
+            subscribed: false,
+        }
+    }
+
+    fn request(&mut self, args: &[Vec<u8>], total: usize) -> L7Message {
+        let mut m = L7Message::new(L7Protocol::Redis, MessageKind::Request);
+        let cmd = String::from_utf8_lossy(args.first().map_or(&[][..], Vec::as_slice)).into_owned();
+        let upper = cmd.to_ascii_uppercase();
+        let words: Vec<String> = args.iter().map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+        let mut shown = mask(&upper, &words, self.opts.obfuscate);
+        if total > args.len() {
+            shown.push(super::sql::TRUNCATED.to_string());
+        }
+        m.request_resource = Some(cap_string(shown.join(" "), self.opts.max_len));
+        let sub = matches!(
+            upper.as_str(),
+            "SUBSCRIBE" | "PSUBSCRIBE" | "SSUBSCRIBE" | "UNSUBSCRIBE" | "PUNSUBSCRIBE" | "SUNSUBSCRIBE"
+        );
+        if sub && upper.ends_with("SUBSCRIBE") && !upper.contains("UN") {
+            self.subscribed = true;
+        }
+        m.request_type = Some(cmd);
+        self.pending.push_back(Pending { sub, answered: false, extra: total.saturating_sub(2) });
+        m
+    }
+
+    fn response(&mut self) -> L7Message {
+        let r = std::mem::take(&mut self.resp.elems);
+        let top = self.resp.top.unwrap_or(b'?');
+        let error = if top == b'!' { r.first().cloned() } else { self.resp.error.take() };
+        let kind0 = r.first().map(|k| String::from_utf8_lossy(k).to_ascii_lowercase());
+        let is_push_shape = top == b'>' || (self.subscribed && top == b'*');
+        let front = self.pending.front().copied();
+        let mut kind = MessageKind::Response;
+        if is_push_shape && let Some(k) = &kind0 {
+            if CONFIRMATIONS.contains(&k.as_str()) {
+                match front {
+                    Some(p) if p.sub && !p.answered => {
+                        if p.extra == 0 {
+                            self.pending.pop_front();
+                        } else if let Some(f) = self.pending.front_mut() {
+                            f.answered = true;
+                        }
+                    }
+                    Some(p) if p.sub => {
+                        kind = MessageKind::OneWay;
+                        if p.extra <= 1 {
+                            self.pending.pop_front();
+                        } else if let Some(f) = self.pending.front_mut() {
+                            f.extra -= 1;
+                        }
+                    }
+                    _ => kind = MessageKind::OneWay,
+                }
+            } else if top == b'>' || matches!(k.as_str(), "message" | "pmessage" | "smessage") {
+                kind = MessageKind::OneWay;
+            } else {
+                self.pending.pop_front();
+            }
+        } else {
+            self.pending.pop_front();
+        }
+        let mut m = L7Message::new(L7Protocol::Redis, kind);
+        m.response_result = Some(type_name(top).to_string());
+        if kind == MessageKind::OneWay {
+            m.request_type = kind0;
+            m.request_resource = r.get(1).map(|c| self.opts.text(c));
+        }
+        match error {
+            Some(e) => {
+                m.response_status = Some(ResponseStatus::ServerError);
+                let mut s = String::from_utf8_lossy(&e).into_owned();
+                if top == b'!' {
+                    s.insert(0, '!');
+                }
+                m.response_exception = Some(cap_string(s, MAX_EXCEPTION));
+            }
+            None => m.response_status = Some(ResponseStatus::Ok),
+        }
+        m
+    }
+}
+
+/// Arguments as shown: secrets always masked; with `obfuscate`, everything after the key.
+fn mask(upper: &str, words: &[String], obfuscate: bool) -> Vec<String> {
+    let q = || "?".to_string();
+    let mut out: Vec<String> = words.to_vec();
+    let up = |i: usize| words.get(i).map(|w| w.to_ascii_uppercase()).unwrap_or_default();
+    match upper {
+        "AUTH" => {
+            // AUTH password | AUTH username password
+            if let Some(last) = out.len().checked_sub(1).filter(|l| *l >= 1) {
+                if let Some(w) = out.get_mut(last) {
+                    *w = q();
+                }
+            }
+        }
+        "HELLO" | "MIGRATE" => {
+            let mut i = 1;
+            while i < out.len() {
+                match up(i).as_str() {
+                    "AUTH" if upper == "HELLO" => {
+                        if let Some(w) = out.get_mut(i + 2) {
+                            *w = q();
+                        }
+                        i += 3;
+                    }
+                    "AUTH" => {
+                        if let Some(w) = out.get_mut(i + 1) {
+                            *w = q();
+                        }
+                        i += 2;
+                    }
+                    "AUTH2" => {
+                        if let Some(w) = out.get_mut(i + 2) {
+                            *w = q();
+                        }
+                        i += 3;
+                    }
+                    _ => i += 1,
+                }
+            }
+        }
+        "CONFIG" if up(1) == "SET" => {
+            let mut i = 2;
+            while i + 1 < out.len() {
+                if matches!(up(i).as_str(), "REQUIREPASS" | "MASTERAUTH" | "MASTERUSER")
+                    && let Some(w) = out.get_mut(i + 1)
+                {
+                    *w = q();
+                }
+                i += 2;
+            }
+        }
+        "ACL" if up(1) == "SETUSER" => {
+            for w in out.iter_mut().skip(3) {
+                if w.starts_with(['>', '<', '#', '!']) {
+                    *w = q();
+                }
+            }
+        }
+        _ => {}
+    }
+    if obfuscate {
+        for w in out.iter_mut().skip(2) {
+            *w = q();
+        }
+    }
+    out
+}
+
+impl L7Parser for RedisParser {
+    fn protocol(&self) -> L7Protocol {
+        L7Protocol::Redis
+    }
+
+    fn port_hint(&self, port: u16) -> bool {
+        port == 6379
+    }
+
+    fn probe(&self, data: &[u8], dir: Direction, flow: &FlowInfo) -> Probe {
+        probe_start(data, dir, flow.server_port)
+    }
+
+    fn new_flow(&self) -> Box<dyn L7Parser> {
+        let mut p = RedisParser::new(&L7Config::default());
+        p.opts = self.opts;
+        p.req.keep_cap = self.req.keep_cap;
+        Box::new(p)
+    }
+
+    fn parse(&mut self, data: &[u8], ctx: &mut ParseCtx<'_>) -> ParseOutcome {
+        let client = ctx.dir == Direction::ClientToServer;
+        let fresh = if client { self.req.top.is_none() && self.req.stack.is_empty() } else { false };
+        if client && fresh && self.req.bulk_left == 0 && data.first().is_some_and(|c| *c != b'*') {
+            // inline command
+            let Some(nl) = memchr::memchr(b'\n', data) else {
+                return if data.len() > MAX_LINE {
+                    ParseOutcome::Error(ParseErrorKind::Oversize)
+                } else {
+                    ParseOutcome::NeedMore(0)
+                };
+            };
+            let line = data.get(..nl).unwrap_or_default();
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.iter().any(|c| *c == 0 || (*c < 0x20 && *c != b'\t')) {
+                return ParseOutcome::Error(ParseErrorKind::Malformed);
+            }
+            let args: Vec<Vec<u8>> =
+                line.split(|c| *c == b' ' || *c == b'\t').filter(|w| !w.is_empty()).map(<[u8]>::to_vec).collect();
+            if args.is_empty() {
+                return ParseOutcome::Skip(nl + 1);
+            }
+            let n = args.len();
+            return ParseOutcome::message(self.request(&args, n), nl + 1);
+        }
+        let reader = if client { &mut self.req } else { &mut self.resp };
+        match reader.feed(data) {
+            Ok(Step::Done(n)) => {
+                let m = if client {
+                    let args = std::mem::take(&mut self.req.elems);
+                    let total = self.req.count;
+                    let top = self.req.top;
+                    self.req.reset();
+                    if top != Some(b'*') || args.is_empty() {
+                        return ParseOutcome::Skip(n.max(1));
+                    }
+                    self.request(&args, total)
+                } else {
+                    let m = self.response();
+                    self.resp.reset();
+                    m
+                };
+                ParseOutcome::message(m, n)
+            }
+            Ok(Step::More(0)) => ParseOutcome::NeedMore(0),
+            Ok(Step::More(n)) => ParseOutcome::Skip(n),
+            Err(e) => {
+                reader.reset();
+                ParseOutcome::Error(e)
+            }
+        }
+    }
+
+    fn on_gap(&mut self, dir: Direction) {
+        match dir {
+            Direction::ClientToServer => self.req.reset(),
+            Direction::ServerToClient => self.resp.reset(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// tests
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::l7::sql::testutil::*;
+    use deepflow_core::record::LogType;
+
+    fn cmd(args: &[&str]) -> Vec<u8> {
+        let mut v = format!("*{}\r\n", args.len()).into_bytes();
+        for a in args {
+            v.extend(format!("${}\r\n{a}\r\n", a.len()).into_bytes());
+        }
+        v
+    }
+
+    fn conversation() -> Vec<(Direction, Vec<u8>)> {
+        let pipeline = [cmd(&["SET", "k", "v"]), cmd(&["GET", "k"]), cmd(&["LPUSH", "l", "a", "b"])].concat();
+        vec![
+            (C, cmd(&["HELLO", "3", "AUTH", "default", "s3cret"])),
+            (S, b"%1\r\n+server\r\n+redis\r\n".to_vec()),
+            (C, cmd(&["AUTH", "hunter2"])),
+            (S, b"+OK\r\n".to_vec()),
+            (C, pipeline),
+            (S, b"+OK\r\n$1\r\nv\r\n:2\r\n".to_vec()),
+            (C, cmd(&["HGETALL", "h"])),
+            (S, b"|1\r\n+ttl\r\n:3\r\n%2\r\n$1\r\na\r\n,1.5\r\n$1\r\nb\r\n(12345678901234567890\r\n".to_vec()),
+            (C, cmd(&["INCR", "l"])),
+            (S, b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n".to_vec()),
+            (C, b"PING\r\n".to_vec()),
+            (S, b"+PONG\r\n".to_vec()),
+            (C, cmd(&["SMEMBERS", "s"])),
+            (S, b"~2\r\n$1\r\nx\r\n#t\r\n".to_vec()),
+            (C, cmd(&["LRANGE", "l", "0", "-1"])),
+            (S, b"*?\r\n$1\r\na\r\n=7\r\ntxt:abc\r\n_\r\n.\r\n".to_vec()),
+            (C, cmd(&["GET", "big"])),
+            (S, b"$?\r\n;3\r\nabc\r\n;2\r\nde\r\n;0\r\n".to_vec()),
+            (C, cmd(&["FCALL", "f", "0"])),
+            (S, b"!21\r\nSYNTAX invalid syntax\r\n".to_vec()),
+            (C, cmd(&["SUBSCRIBE", "c1", "c2"])),
+            (S, b">3\r\n$9\r\nsubscribe\r\n$2\r\nc1\r\n:1\r\n>3\r\n$9\r\nsubscribe\r\n$2\r\nc2\r\n:2\r\n".to_vec()),
+            (S, b">3\r\n$7\r\nmessage\r\n$2\r\nc1\r\n$5\r\nhello\r\n".to_vec()),
+            (C, cmd(&["PING"])),
+            (S, b"+PONG\r\n".to_vec()),
+        ]
+    }
+
+    #[test]
+    fn full_conversation() {
+        let rows = run(6379, &conversation());
+        let got: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r.request_type.clone().unwrap_or_default(),
+                    r.request_resource.clone().unwrap_or_default(),
+                    r.response_result.clone().unwrap_or_default(),
+                )
+            })
+            .collect();
+        let s = |a: &str, b: &str, c: &str| (a.to_string(), b.to_string(), c.to_string());
+        assert_eq!(
+            got,
+            [
+                s("HELLO", "HELLO 3 AUTH default ?", "% Map"),
+                s("AUTH", "AUTH ?", "+ Simple string"),
+                s("SET", "SET k v", "+ Simple string"),
+                s("GET", "GET k", "$ Bulk string"),
+                s("LPUSH", "LPUSH l a b", ": Integer"),
+                s("HGETALL", "HGETALL h", "% Map"),
+                s("INCR", "INCR l", "- Simple error"),
+                s("PING", "PING", "+ Simple string"),
+                s("SMEMBERS", "SMEMBERS s", "~ Set"),
+                s("LRANGE", "LRANGE l 0 -1", "* Array"),
+                s("GET", "GET big", "$ Bulk string"),
+                s("FCALL", "FCALL f 0", "! Bulk error"),
+                s("SUBSCRIBE", "SUBSCRIBE c1 c2", "> Push"),
+                s("subscribe", "c2", "> Push"),
+                s("message", "c1", "> Push"),
+                s("PING", "PING", "+ Simple string"),
+            ]
+        );
+        assert_eq!(rows[6].response_status, ResponseStatus::ServerError);
+        assert_eq!(
+            rows[6].response_exception.as_deref(),
+            Some("-WRONGTYPE Operation against a key holding the wrong kind of value")
+        );
+        assert_eq!(rows[11].response_exception.as_deref(), Some("!SYNTAX invalid syntax"));
+        assert_eq!(rows[14].log_type, LogType::Session);
+        assert!(rows.iter().all(|r| r.response_status != ResponseStatus::Timeout));
+        assert!(!rows.iter().any(|r| r.request_resource.as_deref().unwrap_or("").contains("s3cret")));
+    }
+
+    #[test]
+    fn resp2_pubsub_and_obfuscation() {
+        let segs = vec![
+            (C, cmd(&["PSUBSCRIBE", "news.*"])),
+            (S, b"*3\r\n$10\r\npsubscribe\r\n$6\r\nnews.*\r\n:1\r\n".to_vec()),
+            (S, b"*4\r\n$8\r\npmessage\r\n$6\r\nnews.*\r\n$7\r\nnews.uk\r\n$2\r\nhi\r\n".to_vec()),
+            (C, cmd(&["PING"])),
+            (S, b"*2\r\n$4\r\npong\r\n$0\r\n\r\n".to_vec()),
+        ];
+        let rows = run(6379, &segs);
+        let t: Vec<_> = rows.iter().map(|r| (r.request_type.clone().unwrap(), r.log_type)).collect();
+        assert_eq!(
+            t,
+            [
+                ("PSUBSCRIBE".to_string(), LogType::Session),
+                ("pmessage".to_string(), LogType::Session),
+                ("PING".to_string(), LogType::Session)
+            ]
+        );
+        assert!(rows[1].rrt.is_none() && rows[0].rrt.is_some() && rows[2].rrt.is_some());
+        let cfg = L7Config { db_obfuscation: true, ..L7Config::default() };
+        let (rows, _) = run_cfg(cfg, 6379, &[(C, cmd(&["HSET", "user:1", "name", "bob"])), (S, b":1\r\n".to_vec())]);
+        assert_eq!(rows[0].request_resource.as_deref(), Some("HSET user:1 ? ?"));
+        let m = |w: &[&str]| {
+            mask(&w[0].to_ascii_uppercase(), &w.iter().map(|s| s.to_string()).collect::<Vec<_>>(), false).join(" ")
+        };
+        assert_eq!(m(&["auth", "user", "pw"]), "auth user ?");
+        assert_eq!(
+            m(&["MIGRATE", "h", "1", "k", "0", "5", "AUTH2", "u", "pw", "KEYS", "a"]),
+            "MIGRATE h 1 k 0 5 AUTH2 u ? KEYS a"
+        );
+        assert_eq!(m(&["CONFIG", "SET", "requirepass", "pw"]), "CONFIG SET requirepass ?");
+        assert_eq!(m(&["ACL", "SETUSER", "bob", "on", ">pw", "~*"]), "ACL SETUSER bob on ? ~*");
+    }
+
+    #[test]
+    fn big_values_are_streamed() {
+        let big = "x".repeat(1 << 20);
+        let req = cmd(&["SET", "k", &big]);
+        let mut resp = format!("*100000\r\n").into_bytes();
+        for i in 0..100_000 {
+            resp.extend(format!("${}\r\n{i}\r\n", i.to_string().len()).into_bytes());
+        }
+        let segs: Vec<_> = req
+            .chunks(1460)
+            .map(|c| (C, c.to_vec()))
+            .chain([(S, b"+OK\r\n".to_vec()), (C, cmd(&["LRANGE", "l", "0", "-1"]))])
+            .chain(resp.chunks(1460).map(|c| (S, c.to_vec())))
+            .collect();
+        let cfg = L7Config { max_statement_length: 64, ..L7Config::default() };
+        let (rows, counters) = run_cfg(cfg, 6379, &segs);
+        assert_eq!(counters.oversize, 0);
+        assert_eq!(rows.len(), 2);
+        assert!(rows[0].request_resource.as_deref().unwrap().ends_with("..."));
+        assert_eq!(rows[1].response_result.as_deref(), Some("* Array"));
+    }
+
+    #[test]
+    fn split_and_truncation() {
+        assert_split_invariant(L7Config::default(), 6379, &conversation());
+        assert_truncation_safe(6379, &conversation());
+    }
+
+    #[test]
+    fn fuzz_50k() {
+        // two halves of the conversation keep the (debug-build) run short
+        let c = conversation();
+        fuzz(6379, &[c[..12].to_vec(), c[12..].to_vec()], 50_000, 0x5eed_6379);
+    }
+}
