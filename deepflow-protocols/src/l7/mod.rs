@@ -99,6 +99,7 @@ pub mod tls;
 pub mod zmtp;
 pub mod hessian;
 pub mod dubbo;
+pub mod fastcgi;
 
 /// Answer of [`L7Parser::probe`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -289,6 +290,7 @@ pub fn builtin_parsers(cfg: &L7Config) -> Vec<Box<dyn L7Parser>> {
         Box::new(postgresql::PostgresParser::new(cfg)),
         Box::new(dubbo::DubboParser::new(cfg)),
         Box::new(redis::RedisParser::new(cfg)),
+        Box::new(fastcgi::FastCgiParser::new(cfg)),
     ];
     all.into_iter().filter(|p| cfg.is_enabled(p.protocol())).collect()
 }
