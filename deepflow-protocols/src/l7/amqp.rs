@@ -394,7 +394,9 @@ impl AmqpParser {
             }
             _ => {}
         }
-        if (class, mid) == (CONNECTION, 50) && reply.as_ref().is_some_and(|(c, _)| reply_status(*c) != ResponseStatus::Ok) {
+        if (class, mid) == (CONNECTION, 50)
+            && reply.as_ref().is_some_and(|(c, _)| reply_status(*c) != ResponseStatus::Ok)
+        {
             role = Role::Resp;
         }
         let kind = match role {
