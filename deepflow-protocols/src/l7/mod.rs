@@ -86,6 +86,7 @@ pub mod hpack;
 pub mod http1;
 pub mod http2;
 pub mod kafka;
+pub mod memcached;
 pub mod mqtt;
 pub mod mysql;
 pub mod nats;
@@ -291,6 +292,7 @@ pub fn builtin_parsers(cfg: &L7Config) -> Vec<Box<dyn L7Parser>> {
         Box::new(dubbo::DubboParser::new(cfg)),
         Box::new(redis::RedisParser::new(cfg)),
         Box::new(fastcgi::FastCgiParser::new(cfg)),
+        Box::new(memcached::MemcachedParser::new(cfg)),
     ];
     all.into_iter().filter(|p| cfg.is_enabled(p.protocol())).collect()
 }
