@@ -87,6 +87,7 @@ pub mod http1;
 pub mod http2;
 pub mod kafka;
 pub mod memcached;
+pub mod mongodb;
 pub mod mqtt;
 pub mod mysql;
 pub mod nats;
@@ -293,6 +294,7 @@ pub fn builtin_parsers(cfg: &L7Config) -> Vec<Box<dyn L7Parser>> {
         Box::new(redis::RedisParser::new(cfg)),
         Box::new(fastcgi::FastCgiParser::new(cfg)),
         Box::new(memcached::MemcachedParser::new(cfg)),
+        Box::new(mongodb::MongoParser::new(cfg)),
     ];
     all.into_iter().filter(|p| cfg.is_enabled(p.protocol())).collect()
 }
