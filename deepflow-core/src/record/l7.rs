@@ -27,6 +27,8 @@ pub enum L7Protocol {
     Iso8583 = 48,
     Triple = 49,
     NetSign = 50,
+    /// Apache Thrift: not in DeepFlow's table; 51 is an id DeepFlow leaves unassigned.
+    Thrift = 51,
     MySql = 60,
     PostgreSql = 61,
     Oracle = 62,
@@ -51,7 +53,7 @@ pub enum L7Protocol {
 
 impl L7Protocol {
     /// Every known protocol (excluding `Unknown`), in id order.
-    pub const ALL: [L7Protocol; 32] = [
+    pub const ALL: [L7Protocol; 33] = [
         L7Protocol::Http1,
         L7Protocol::Http2,
         L7Protocol::Dubbo,
@@ -64,6 +66,7 @@ impl L7Protocol {
         L7Protocol::Iso8583,
         L7Protocol::Triple,
         L7Protocol::NetSign,
+        L7Protocol::Thrift,
         L7Protocol::MySql,
         L7Protocol::PostgreSql,
         L7Protocol::Oracle,
@@ -112,6 +115,7 @@ impl L7Protocol {
             L7Protocol::Iso8583 => "iso8583",
             L7Protocol::Triple => "triple",
             L7Protocol::NetSign => "netsign",
+            L7Protocol::Thrift => "thrift",
             L7Protocol::MySql => "mysql",
             L7Protocol::PostgreSql => "postgresql",
             L7Protocol::Oracle => "oracle",

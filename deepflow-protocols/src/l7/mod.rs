@@ -102,6 +102,7 @@ pub mod zmtp;
 pub mod hessian;
 pub mod dubbo;
 pub mod fastcgi;
+pub mod thrift;
 
 /// Answer of [`L7Parser::probe`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -295,6 +296,7 @@ pub fn builtin_parsers(cfg: &L7Config) -> Vec<Box<dyn L7Parser>> {
         Box::new(fastcgi::FastCgiParser::new(cfg)),
         Box::new(memcached::MemcachedParser::new(cfg)),
         Box::new(mongodb::MongoParser::new(cfg)),
+        Box::new(thrift::ThriftParser::new(cfg)),
     ];
     all.into_iter().filter(|p| cfg.is_enabled(p.protocol())).collect()
 }
