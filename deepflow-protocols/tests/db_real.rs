@@ -447,3 +447,40 @@ fn memcached_matches_tshark() {
     assert!(bad.is_empty(), "{bad:?}");
     eprintln!("memcached: {compared} commands compared with tshark");
 }
+
+/// MongoDB: generated from the wire-format specification (no server in the package
+/// registries; see tests/fixtures/mongodb/gen_mongodb_pcap.py), compared with tshark's mongo
+/// dissector: opcode and requestID of every request, responseTo of every reply.
+#[test]
+fn mongodb_generated_matches_tshark() {
+    skip_without_tshark!();
+    let pcap = fixture("mongodb");
+    let rows = sessions(&pcap);
+    let ours: Vec<_> = rows.iter().filter(|r| r.l7_protocol == L7Protocol::MongoDb).collect();
+    let t = tshark_fields(&pcap, "mongo", &["mongo.opcode", "mongo.request_id", "mongo.response_to"]);
+    let num = |s: &str| u32::from_str_radix(s.trim_start_matches("0x"), 16).unwrap();
+    let reqs: Vec<(String, u32)> = t
+        .iter()
+        .filter(|r| num(&r[2]) == 0)
+        .map(|r| (deepflow_protocols::l7::mongodb::opcode_name(r[0].parse().unwrap()).to_string(), num(&r[1])))
+        .collect();
+    let replies: Vec<u32> = t.iter().map(|r| num(&r[2])).filter(|to| *to != 0).collect();
+    let got: Vec<(String, u32)> = ours.iter().map(|r| (r.request_type.clone().unwrap(), r.request_id.unwrap())).collect();
+    assert_eq!(got, reqs);
+    for r in &ours {
+        let answered = replies.contains(&r.request_id.unwrap());
+        assert_eq!(r.rrt.is_some(), answered, "{r:?}");
+        if !answered {
+            assert_eq!(r.log_type, deepflow_core::record::LogType::Session); // moreToCome
+        }
+    }
+    let errors: Vec<(u32, Option<i32>)> = ours
+        .iter()
+        .filter(|r| r.response_status == ResponseStatus::ClientError)
+        .map(|r| (r.request_id.unwrap(), r.response_code))
+        .collect();
+    assert_eq!(errors, [(5, Some(2)), (8, Some(139)), (12, Some(43))]);
+    let big = ours.iter().find(|r| r.request_id == Some(11)).unwrap();
+    assert_eq!(big.endpoint.as_deref(), Some("insert blobs"));
+    eprintln!("mongodb: {} requests, {} replies compared with tshark", reqs.len(), replies.len());
+}
