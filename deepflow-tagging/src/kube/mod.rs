@@ -515,11 +515,22 @@ impl KubeSource {
                 s.spawn(move || {
                     let mut failures = 0u32;
                     while !stop.load(Ordering::Relaxed) {
+                        let started = Instant::now();
                         let r = m.lock().unwrap_or_else(|e| e.into_inner()).step(client);
                         match r {
-                            Ok(_) => {
+                            Ok(step) => {
                                 failures = 0;
-                                let _ = tx.send(Ok(()));
+                                if step != Step::Watched(0) {
+                                    let _ = tx.send(Ok(()));
+                                }
+                                // A watch that the server ended at once with nothing in it: do
+                                // not spin.
+                                if step == Step::Watched(0) && started.elapsed() < Duration::from_secs(1) {
+                                    let until = started + retry.initial_backoff.max(Duration::from_millis(200));
+                                    while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                                        std::thread::sleep(Duration::from_millis(20));
+                                    }
+                                }
                             }
                             Err(e) => {
                                 let _ = tx.send(Err(e));
