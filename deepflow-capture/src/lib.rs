@@ -9,4 +9,7 @@
 #![cfg_attr(test, allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic))]
 
 pub mod budget;
+pub mod defrag;
 pub mod flow;
+pub mod pipeline;
+pub mod source;

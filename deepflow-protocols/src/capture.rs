@@ -1,7 +1,7 @@
 //! Glue to [`deepflow_capture`]: [`L7Observer`] lets the flow table feed the L7 engine
 //! (feature `capture`, on by default).
 //!
-//! ```ignore
+//! ```no_run
 //! use deepflow_capture::pipeline::{Pipeline, PipelineConfig};
 //! use deepflow_capture::source::{open_file, Next};
 //! use deepflow_protocols::{capture::L7Observer, L7Config};

@@ -742,10 +742,12 @@ impl<O: FlowObserver> FlowTable<O> {
                 if self.flow(tail).is_none() {
                     break;
                 }
+                // Handshakes and half closes that never finished are reported as what they
+                // are; flows still established when the capture ends are force-reported.
                 let forced = match class {
-                    Class::Closed => None,
+                    Class::Closed | Class::Opening | Class::Closing => None,
                     Class::Other => Some(CloseType::Timeout),
-                    _ => Some(CloseType::ForcedReport),
+                    Class::Established => Some(CloseType::ForcedReport),
                 };
                 self.close_flow(tail, forced);
             }

@@ -170,6 +170,16 @@ fn half_close_and_forced_report() {
     t.process(&tcp(20, true, F | A, 101, 501, b""));
     t.advance(1_700_000_000_000_000 + 60_000_000);
     assert_eq!(t.drain_records().next().unwrap().close_type, CloseType::ClientHalfClose);
+    // The same at the end of a capture, and an unanswered SYN there too.
+    let mut t = table();
+    handshake(&mut t);
+    t.process(&tcp(20, false, F | A, 501, 101, b""));
+    t.flush_all();
+    assert_eq!(t.drain_records().next().unwrap().close_type, CloseType::ServerHalfClose);
+    let mut t = table();
+    t.process(&tcp(0, true, S, 100, 0, b""));
+    t.flush_all();
+    assert_eq!(t.drain_records().next().unwrap().close_type, CloseType::ServerSynMiss);
     let mut t = table();
     handshake(&mut t);
     t.flush_all();

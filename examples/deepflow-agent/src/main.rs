@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use deepflow_capture::budget::parse_size;
-use deepflow_capture::flow::NoL7;
 use deepflow_capture::pipeline::{Pipeline, PipelineConfig};
 use deepflow_capture::source::{self, Next, PacketSource};
+use deepflow_protocols::capture::L7Observer;
+use deepflow_protocols::{EmitMode, L7Config};
 
 use output::{Emit, Format, Printer};
 
@@ -54,9 +55,14 @@ struct Common {
     /// Output format.
     #[arg(long, value_enum, default_value_t = FormatArg::Table)]
     format: FormatArg,
-    /// What to print: l4_flow_log rows or network metrics rows.
+    /// What to print: `flows` (l4_flow_log), `sessions` (l7_flow_log, request paired with
+    /// response), `messages` (each request and response), `metrics` (network and application
+    /// metrics, 1 s and 1 min).
     #[arg(long, value_enum, default_value_t = EmitArg::Flows)]
     emit: EmitArg,
+    /// Turn the L7 parsers off (L4 only).
+    #[arg(long)]
+    no_l7: bool,
     /// Memory budget shared by the flow table, defragmentation and reassembly (e.g. 256MiB).
     #[arg(long, default_value = "256MiB")]
     max_memory: String,
@@ -77,6 +83,8 @@ enum FormatArg {
 #[derive(Clone, Copy, ValueEnum)]
 enum EmitArg {
     Flows,
+    Sessions,
+    Messages,
     Metrics,
 }
 
@@ -108,9 +116,20 @@ fn printer(common: &Common) -> Printer {
     };
     let emit = match common.emit {
         EmitArg::Flows => Emit::Flows,
+        EmitArg::Sessions => Emit::Sessions,
+        EmitArg::Messages => Emit::Messages,
         EmitArg::Metrics => Emit::Metrics,
     };
     Printer::new(format, emit, common.limit)
+}
+
+fn observer(common: &Common) -> L7Observer {
+    let emit = if matches!(common.emit, EmitArg::Messages) { EmitMode::Messages } else { EmitMode::Sessions };
+    let mut cfg = L7Config { emit, ..L7Config::default() };
+    if common.no_l7 {
+        cfg.enabled_protocols = vec!["none".to_string()];
+    }
+    L7Observer::new(cfg)
 }
 
 fn analyze(path: &Path, common: &Common) -> Result<(), String> {
@@ -118,7 +137,7 @@ fn analyze(path: &Path, common: &Common) -> Result<(), String> {
     let mut src = source::open_file(path).map_err(|e| e.to_string())?;
     let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let show_progress = !common.no_progress && size > 4 << 20 && std::io::stderr().is_terminal();
-    let mut pipe = Pipeline::new(cfg, NoL7);
+    let mut pipe = Pipeline::new(cfg, observer(common));
     let mut out = printer(common);
     let started = Instant::now();
     let mut last_draw = Instant::now();
@@ -171,7 +190,7 @@ fn run_live(interface: &str, filter: Option<String>, duration: Option<u64>, comm
     }
     eprintln!("deepflow-agent: capturing on {interface}; Ctrl-C to stop");
     let deadline = duration.map(|s| Instant::now() + Duration::from_secs(s));
-    let mut pipe = Pipeline::new(cfg, NoL7);
+    let mut pipe = Pipeline::new(cfg, observer(common));
     let mut out = printer(common);
     while !stop.load(Ordering::SeqCst) && deadline.is_none_or(|d| Instant::now() < d) {
         match src.next_packet().map_err(|e| e.to_string())? {

@@ -3,9 +3,11 @@
 use std::collections::BTreeMap;
 use std::io::{BufWriter, Stdout, Write};
 
-use deepflow_capture::flow::FlowObserver;
 use deepflow_capture::pipeline::Pipeline;
-use deepflow_core::record::{L4FlowLog, NetworkMetrics};
+use deepflow_core::record::{L4FlowLog, L7FlowLog, L7Protocol, LatencyHistogram, NetworkMetrics, ResponseStatus};
+use deepflow_protocols::capture::L7Observer;
+
+type Pipe = Pipeline<L7Observer>;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -16,7 +18,21 @@ pub enum Format {
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Emit {
     Flows,
+    Sessions,
+    Messages,
     Metrics,
+}
+
+/// RED figures of one (protocol, server, endpoint).
+#[derive(Default)]
+struct Red {
+    requests: u64,
+    client_errors: u64,
+    server_errors: u64,
+    timeouts: u64,
+    rrt: LatencyHistogram,
+    rrt_sum: u64,
+    rrt_max: u64,
 }
 
 /// Totals over every flow, whatever was printed.
@@ -30,6 +46,8 @@ struct Totals {
     by_close: BTreeMap<(u8, &'static str), u64>,
     rtt_sum: u64,
     rtt_n: u64,
+    l7_rows: u64,
+    red: BTreeMap<(L7Protocol, String, String), Red>,
 }
 
 pub struct Printer {
@@ -39,6 +57,7 @@ pub struct Printer {
     out: BufWriter<Stdout>,
     flows: Vec<L4FlowLog>,
     metrics: Vec<NetworkMetrics>,
+    l7: Vec<L7FlowLog>,
     totals: Totals,
 }
 
@@ -51,12 +70,23 @@ impl Printer {
             out: BufWriter::with_capacity(1 << 16, std::io::stdout()),
             flows: Vec::new(),
             metrics: Vec::new(),
+            l7: Vec::new(),
             totals: Totals::default(),
         }
     }
 
     /// Takes the rows the pipeline produced so far.
-    pub fn rows<O: FlowObserver>(&mut self, pipe: &mut Pipeline<O>) {
+    pub fn rows(&mut self, pipe: &mut Pipe) {
+        for r in pipe.table_mut().observer_mut().drain_rows() {
+            self.totals.l7_rows += 1;
+            self.account_red(&r);
+            if matches!(self.emit, Emit::Sessions | Emit::Messages) {
+                match self.format {
+                    Format::Jsonl => self.json(&r),
+                    Format::Table => self.l7.push(r),
+                }
+            }
+        }
         for f in pipe.drain_flows() {
             let t = &mut self.totals;
             t.flows += 1;
@@ -94,6 +124,34 @@ impl Printer {
         }
     }
 
+    /// Adds a row to the per-endpoint RED summary (requests counted once per session/request row).
+    fn account_red(&mut self, r: &L7FlowLog) {
+        let key = (
+            r.l7_protocol,
+            endpoint(Some(r.ip_1), r.server_port, r.protocol),
+            r.endpoint.clone().or_else(|| r.request_type.clone()).unwrap_or_default(),
+        );
+        let e = self.totals.red.entry(key).or_default();
+        let is_request = !matches!(r.log_type, deepflow_core::record::LogType::Response);
+        let is_answer = !matches!(r.log_type, deepflow_core::record::LogType::Request) || r.response_status == ResponseStatus::Timeout;
+        if is_request {
+            e.requests += 1;
+        }
+        if is_answer {
+            match r.response_status {
+                ResponseStatus::ClientError => e.client_errors += 1,
+                ResponseStatus::ServerError => e.server_errors += 1,
+                ResponseStatus::Timeout => e.timeouts += 1,
+                _ => {}
+            }
+            if let Some(rrt) = r.rrt {
+                e.rrt.record(rrt);
+                e.rrt_sum += rrt;
+                e.rrt_max = e.rrt_max.max(rrt);
+            }
+        }
+    }
+
     fn json<T: serde::Serialize>(&mut self, row: &T) {
         if serde_json::to_writer(&mut self.out, row).is_ok() {
             let _ = self.out.write_all(b"\n");
@@ -101,12 +159,14 @@ impl Printer {
     }
 
     /// Prints the table (if any) and the summary.
-    pub fn finish<O: FlowObserver>(&mut self, pipe: &Pipeline<O>, source: &str) {
+    pub fn finish(&mut self, pipe: &Pipe, source: &str) {
         if self.format == Format::Table {
             match self.emit {
                 Emit::Flows => self.flow_table(),
+                Emit::Sessions | Emit::Messages => self.l7_table(),
                 Emit::Metrics => self.metrics_table(),
             }
+            self.red_table();
             self.summary(pipe, source);
         }
         let _ = self.out.flush();
@@ -148,6 +208,72 @@ impl Printer {
         }
     }
 
+    fn l7_table(&mut self) {
+        let rows = std::mem::take(&mut self.l7);
+        let w = &mut self.out;
+        let _ = writeln!(
+            w,
+            "{:<9} {:<8} {:<24} {:<10} {:<22} {:<36} {:<12} {:>6} {:>9}",
+            "protocol", "type", "server", "req_type", "domain", "resource", "status", "code", "rrt_us"
+        );
+        for r in rows.iter().take(self.limit) {
+            let _ = writeln!(
+                w,
+                "{:<9} {:<8} {:<24} {:<10} {:<22} {:<36} {:<12} {:>6} {:>9}",
+                r.l7_protocol.name(),
+                format!("{:?}", r.log_type).to_lowercase(),
+                endpoint(Some(r.ip_1), r.server_port, r.protocol),
+                cut(r.request_type.as_deref().unwrap_or(""), 10),
+                cut(r.request_domain.as_deref().unwrap_or(""), 22),
+                cut(r.request_resource.as_deref().unwrap_or(""), 36),
+                r.response_status.name(),
+                r.response_code.map(|c| c.to_string()).unwrap_or_default(),
+                r.rrt.map(|v| v.to_string()).unwrap_or_default()
+            );
+        }
+        if rows.len() > self.limit {
+            let _ = writeln!(w, "... {} more rows (raise --limit, or use --format jsonl)", rows.len() - self.limit);
+        }
+    }
+
+    /// Per-endpoint RED summary of every L7 row seen.
+    fn red_table(&mut self) {
+        if self.totals.red.is_empty() {
+            return;
+        }
+        let w = &mut self.out;
+        let _ = writeln!(w);
+        let _ = writeln!(w, "L7 RED by endpoint ({} rows)", self.totals.l7_rows);
+        let _ = writeln!(
+            w,
+            "  {:<9} {:<24} {:<30} {:>7} {:>6} {:>6} {:>6} {:>9} {:>9} {:>9} {:>9}",
+            "protocol", "server", "endpoint", "req", "4xx", "5xx", "tmout", "avg_us", "p50_us", "p99_us", "max_us"
+        );
+        let mut entries: Vec<_> = self.totals.red.iter().collect();
+        entries.sort_by_key(|(_, r)| std::cmp::Reverse(r.requests));
+        for ((proto, server, ep), r) in entries.iter().take(self.limit) {
+            let q = |x: f64| r.rrt.quantile(x).map(|v| v.to_string()).unwrap_or_default();
+            let _ = writeln!(
+                w,
+                "  {:<9} {:<24} {:<30} {:>7} {:>6} {:>6} {:>6} {:>9} {:>9} {:>9} {:>9}",
+                proto.name(),
+                server,
+                cut(ep, 30),
+                r.requests,
+                r.client_errors,
+                r.server_errors,
+                r.timeouts,
+                r.rrt_sum.checked_div(r.rrt.count).map(|v| v.to_string()).unwrap_or_default(),
+                q(0.5),
+                q(0.99),
+                r.rrt_max
+            );
+        }
+        if entries.len() > self.limit {
+            let _ = writeln!(w, "  ... {} more endpoints", entries.len() - self.limit);
+        }
+    }
+
     fn metrics_table(&mut self) {
         let rows = std::mem::take(&mut self.metrics);
         let w = &mut self.out;
@@ -182,7 +308,7 @@ impl Printer {
         }
     }
 
-    fn summary<O: FlowObserver>(&mut self, pipe: &Pipeline<O>, source: &str) {
+    fn summary(&mut self, pipe: &Pipe, source: &str) {
         let s = pipe.stats();
         let fs = pipe.flow_stats();
         let ds = pipe.defrag_stats();
@@ -232,6 +358,17 @@ impl Printer {
             fs.flows_refused
         );
     }
+}
+
+/// At most `n` characters of `s`, with `…` when cut.
+fn cut(s: &str, n: usize) -> String {
+    let s = s.replace(['\r', '\n', '\t'], " ");
+    if s.chars().count() <= n {
+        return s;
+    }
+    let mut out: String = s.chars().take(n.saturating_sub(1)).collect();
+    out.push('…');
+    out
 }
 
 fn endpoint(ip: Option<std::net::IpAddr>, port: u16, proto: &str) -> String {

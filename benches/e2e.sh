@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# End-to-end benchmark: `deepflow-agent analyze` against peers on the same capture, same run.
+#   benches/e2e.sh [FILE.pcap]     (default: makes a 10 s mixed capture with ../shared/realtraffic/bigpcap.sh)
+# Prints a markdown table (packets/s, ratios, peak RSS) and writes it to bench-out/e2e.md.
+# Peers: tcpdump -r FILE -w /dev/null (the floor of reading the file), ndpiReader -i FILE
+# (flows + DPI classification), tshark -r FILE -q -z conv,tcp (flows).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh bench
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/deepflow-rs-target}"
+file=${1:-}
+if [ -z "$file" ]; then
+  file=bench-out/big10s.pcap
+  if [ ! -s "$file" ]; then
+    mkdir -p bench-out
+    rt=../shared/realtraffic
+    [ -x "$rt/bigpcap.sh" ] || { echo "e2e: no FILE given and $rt/bigpcap.sh missing" >&2; exit 1; }
+    "$rt/install.sh" >/dev/null
+    "$rt/bigpcap.sh" "$file" 10
+  fi
+fi
+cargo build --release -q -p deepflow-agent
+agent="$CARGO_TARGET_DIR/release/deepflow-agent"
+mkdir -p bench-out
+packets=$(capinfos -c -M "$file" | awk -F: '/Number of packets/ {gsub(/ /,"",$2); print $2}')
+runs=${RUNS:-3}
+# Warm the page cache so every tool reads from memory.
+cat "$file" >/dev/null
+
+measure() { # name cmd...: best-of-$runs wall seconds and max RSS (KiB)
+  local name=$1; shift
+  local best="" rss=0
+  for _ in $(seq "$runs"); do
+    local out
+    out=$( { /usr/bin/time -f '%e %M' "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -1 )
+    local t=${out% *} m=${out#* }
+    if [ -z "$best" ] || awk "BEGIN{exit !($t < $best)}"; then best=$t; fi
+    [ "$m" -gt "$rss" ] && rss=$m
+  done
+  echo "$name|$best|$rss"
+}
+
+results=()
+results+=("$(measure 'deepflow-agent analyze (flows, L4 metrics, reassembly)' "$agent" analyze "$file" --format jsonl --emit flows --no-progress)")
+results+=("$(measure 'tcpdump -r FILE -w /dev/null (read floor)' tcpdump -r "$file" -w /dev/null)")
+results+=("$(measure 'ndpiReader -i FILE -q' ndpiReader -i "$file" -q)")
+if [ "${SKIP_TSHARK:-0}" != 1 ]; then
+  results+=("$(runs=1; measure 'tshark -r FILE -q -z conv,tcp' tshark -r "$file" -q -z conv,tcp)")
+fi
+
+ours=$(echo "${results[0]}" | cut -d'|' -f2)
+{
+  echo "file: $file ($packets packets, $(du -h "$file" | cut -f1)); best of $runs runs (tshark: 1); $(nproc) cores; $(date -u +%Y-%m-%d)"
+  echo
+  echo "| tool | seconds | packets/s | deepflow-agent speed-up | peak RSS MiB |"
+  echo "|---|---:|---:|---:|---:|"
+  for r in "${results[@]}"; do
+    IFS='|' read -r name t rss <<<"$r"
+    pps=$(awk "BEGIN{printf \"%.0f\", $packets/($t>0?$t:0.001)}")
+    ratio=$(awk "BEGIN{printf \"%.2fx\", ($t>0?$t:0.001)/($ours>0?$ours:0.001)}")
+    echo "| $name | $t | $pps | $ratio | $((rss/1024)) |"
+  done
+} | tee bench-out/e2e.md
