@@ -6,7 +6,7 @@ cd "$(dirname "$0")"
 scripts/install-deps.sh test
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/deepflow-rs-target}"
 export CARGO_TERM_COLOR=never
-cargo test --workspace --locked 2>&1 | tee /tmp/deepflow-rs-test.log | grep -vE '^test .* \.\.\. ok$'
+cargo test --workspace 2>&1 | tee /tmp/deepflow-rs-test.log | grep -vE '^test .* \.\.\. ok$'
 status=${PIPESTATUS[0]}
 passed=$(grep -Eo '[0-9]+ passed' /tmp/deepflow-rs-test.log | awk '{s+=$1} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' /tmp/deepflow-rs-test.log | awk '{s+=$1} END {print s+0}')
