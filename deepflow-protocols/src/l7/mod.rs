@@ -103,6 +103,10 @@ pub mod hessian;
 pub mod dubbo;
 pub mod fastcgi;
 pub mod thrift;
+pub mod sofarpc;
+pub mod brpc;
+pub mod tars;
+pub mod someip;
 
 /// Answer of [`L7Parser::probe`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -297,6 +301,10 @@ pub fn builtin_parsers(cfg: &L7Config) -> Vec<Box<dyn L7Parser>> {
         Box::new(memcached::MemcachedParser::new(cfg)),
         Box::new(mongodb::MongoParser::new(cfg)),
         Box::new(thrift::ThriftParser::new(cfg)),
+        Box::new(sofarpc::SofaRpcParser::new(cfg)),
+        Box::new(brpc::BrpcParser::new(cfg)),
+        Box::new(tars::TarsParser::new(cfg)),
+        Box::new(someip::SomeIpParser::new(cfg)),
     ];
     all.into_iter().filter(|p| cfg.is_enabled(p.protocol())).collect()
 }
