@@ -86,8 +86,8 @@ impl Snapshot {
 
     /// Tags for an IP. With a VPC (given, or the default): an exact pod / service / node / host
     /// IP of that VPC (or of no VPC), else the most specific subnet of that VPC. Without one: an
-    /// exact IP that only one VPC has, else the most specific subnet over all VPCs (a network
-    /// that two VPCs both have gives no subnet).
+    /// exact IP that only one VPC has (an exact IP of several VPCs gives nothing), else the most
+    /// specific subnet over all VPCs (a network that two VPCs both have gives no subnet).
     #[inline]
     pub fn lookup_ip(&self, vpc: Option<u32>, ip: IpAddr) -> UniversalTags {
         let key = ip_key(ip);
@@ -103,10 +103,11 @@ impl Snapshot {
                 t
             }
             None => {
-                if let Some(&i) = self.by_ip.get(&key)
-                    && i != AMBIGUOUS
-                {
-                    return self.get(i);
+                match self.by_ip.get(&key) {
+                    // the address belongs to resources in several VPCs: do not guess
+                    Some(&AMBIGUOUS) => return UniversalTags::default(),
+                    Some(&i) => return self.get(i),
+                    None => {}
                 }
                 match self.subnets_any.lookup(ip) {
                     Some(&i) if i != AMBIGUOUS => self.get(i),
