@@ -167,8 +167,7 @@ struct Partial {
 
 /// Fixed bytes accounted per datagram: the map entry, the age index entry and slack for the
 /// hash table's control bytes and the B-tree's nodes.
-const ENTRY_OVERHEAD: usize =
-    std::mem::size_of::<(Key, Partial)>() + std::mem::size_of::<(u64, Key)>() + 32;
+const ENTRY_OVERHEAD: usize = std::mem::size_of::<(Key, Partial)>() + std::mem::size_of::<(u64, Key)>() + 32;
 /// Bytes per held range.
 const RANGE_SIZE: usize = std::mem::size_of::<(u32, u32)>();
 

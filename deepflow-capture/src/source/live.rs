@@ -147,7 +147,12 @@ impl LiveSource {
             interface: interface.clone(),
             message: format!("data link type {dlt} is not supported"),
         })?;
-        Ok(LiveSource { cap, interface, link, stats: SourceStats::default(), last_raw: (0, 0, 0),
+        Ok(LiveSource {
+            cap,
+            interface,
+            link,
+            stats: SourceStats::default(),
+            last_raw: (0, 0, 0),
             refreshed_us: 0,
             refresh_due: false,
             timeout: Duration::from_millis(u64::try_from(cfg.timeout_ms).unwrap_or(0)),
@@ -164,10 +169,10 @@ impl LiveSource {
     /// automatically after every idle timeout and about once a second of packet time; call it
     /// before reading the final stats for exact numbers.
     pub fn refresh_stats(&mut self) -> Result<(), CaptureError> {
-        let s = self.cap.stats().map_err(|e| CaptureError::Live {
-            interface: self.interface.clone(),
-            message: format!("stats: {e}"),
-        })?;
+        let s = self
+            .cap
+            .stats()
+            .map_err(|e| CaptureError::Live { interface: self.interface.clone(), message: format!("stats: {e}") })?;
         let (r, d, i) = self.last_raw;
         self.stats.received += u64::from(s.received.wrapping_sub(r));
         self.stats.dropped += u64::from(s.dropped.wrapping_sub(d));
@@ -312,5 +317,4 @@ mod tests {
         assert!(s.received >= 5, "{s:?}");
         assert_eq!(s.dropped, 0);
     }
-
 }

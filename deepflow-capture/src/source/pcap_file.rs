@@ -75,7 +75,8 @@ impl<R: Read> PcapReader<R> {
     }
 
     pub(crate) fn from_stream(mut s: Stream<R>, path: PathBuf) -> Result<Self, CaptureError> {
-        let have = s.ensure(FILE_HEADER_LEN).map_err(|source| CaptureError::Io { path: path.clone(), offset: 0, source })?;
+        let have =
+            s.ensure(FILE_HEADER_LEN).map_err(|source| CaptureError::Io { path: path.clone(), offset: 0, source })?;
         let Some(format) = s.array::<4>(0).and_then(Format::from_magic) else {
             return Err(CaptureError::NotCapture { path });
         };

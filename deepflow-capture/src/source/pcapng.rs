@@ -325,7 +325,9 @@ impl<R: Read> PcapNgReader<R> {
 
     fn check_caplen(&self, start: u64, caplen: u32, room: usize) -> Result<(), CaptureError> {
         if caplen > MAX_RECORD_LEN {
-            return Err(self.corrupt(start, format!("captured length {caplen} exceeds the {MAX_RECORD_LEN}-byte limit")));
+            return Err(
+                self.corrupt(start, format!("captured length {caplen} exceeds the {MAX_RECORD_LEN}-byte limit"))
+            );
         }
         if caplen as usize > room {
             return Err(self.corrupt(start, format!("captured length {caplen} exceeds its block")));
@@ -403,8 +405,36 @@ impl<R: Read> PcapNgReader<R> {
     /// Consumes the block and returns what the caller needs to lend its bytes.
     #[inline(always)]
     fn fast_epb(&mut self) -> Option<FastEpb> {
-        let [t0, t1, t2, t3, l0, l1, l2, l3, i0, i1, i2, i3, h0, h1, h2, h3, w0, w1, w2, w3, c0, c1, c2, c3, o0, o1, o2, o3] =
-            self.s.array::<28>(0)?;
+        let [
+            t0,
+            t1,
+            t2,
+            t3,
+            l0,
+            l1,
+            l2,
+            l3,
+            i0,
+            i1,
+            i2,
+            i3,
+            h0,
+            h1,
+            h2,
+            h3,
+            w0,
+            w1,
+            w2,
+            w3,
+            c0,
+            c1,
+            c2,
+            c3,
+            o0,
+            o1,
+            o2,
+            o3,
+        ] = self.s.array::<28>(0)?;
         if self.done || self.u32([t0, t1, t2, t3]) != EPB {
             return None;
         }
