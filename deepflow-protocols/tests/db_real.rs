@@ -465,7 +465,8 @@ fn mongodb_generated_matches_tshark() {
         .map(|r| (deepflow_protocols::l7::mongodb::opcode_name(r[0].parse().unwrap()).to_string(), num(&r[1])))
         .collect();
     let replies: Vec<u32> = t.iter().map(|r| num(&r[2])).filter(|to| *to != 0).collect();
-    let got: Vec<(String, u32)> = ours.iter().map(|r| (r.request_type.clone().unwrap(), r.request_id.unwrap())).collect();
+    let got: Vec<(String, u32)> =
+        ours.iter().map(|r| (r.request_type.clone().unwrap(), r.request_id.unwrap())).collect();
     assert_eq!(got, reqs);
     for r in &ours {
         let answered = replies.contains(&r.request_id.unwrap());

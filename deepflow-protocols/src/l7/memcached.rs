@@ -547,6 +547,7 @@ impl L7Parser for MemcachedParser {
 // tests
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
     use crate::l7::sql::testutil::*;

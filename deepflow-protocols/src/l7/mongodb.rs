@@ -166,6 +166,15 @@ impl Printer {
 
     fn string(&mut self, b: &[u8]) {
         let s = String::from_utf8_lossy(b);
+        if !self.full
+            && self.out.len() + s.len() + 2 <= self.cap
+            && !s.chars().any(|c| c == '"' || c == '\\' || (c as u32) < 0x20)
+        {
+            self.out.push('"');
+            self.out.push_str(&s);
+            self.out.push('"');
+            return;
+        }
         let mut q = String::with_capacity(s.len() + 2);
         q.push('"');
         for c in s.chars() {
@@ -518,10 +527,10 @@ impl MongoParser {
                 collection = Some(c.to_string());
             }
         }
-        if op == OP_QUERY || op == OP_MSG {
-            if let Some(c) = &command {
-                m.attr("command", c.clone());
-            }
+        if (op == OP_QUERY || op == OP_MSG)
+            && let Some(c) = &command
+        {
+            m.attr("command", c.clone());
         }
         if let Some(c) = &collection {
             m.attr("collection", c.clone());
@@ -622,6 +631,7 @@ impl L7Parser for MongoParser {
 // tests
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]
 pub(crate) mod tests {
     use super::*;
     use crate::l7::sql::testutil::*;

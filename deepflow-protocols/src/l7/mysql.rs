@@ -145,7 +145,7 @@ pub fn probe_start(data: &[u8], dir: Direction) -> Probe {
             if first != 10 && first != 9 {
                 return Probe::NotThis;
             }
-            if len > 1024 || len < 20 {
+            if !(20..=1024).contains(&len) {
                 return Probe::NotThis;
             }
             let ver = payload.get(1..).unwrap_or_default();
@@ -846,6 +846,7 @@ impl L7Parser for MysqlParser {
 // tests
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
     use crate::l7::sql::testutil::*;

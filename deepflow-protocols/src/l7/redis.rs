@@ -452,10 +452,10 @@ fn mask(upper: &str, words: &[String], obfuscate: bool) -> Vec<String> {
     match upper {
         "AUTH" => {
             // AUTH password | AUTH username password
-            if let Some(last) = out.len().checked_sub(1).filter(|l| *l >= 1) {
-                if let Some(w) = out.get_mut(last) {
-                    *w = q();
-                }
+            if let Some(last) = out.len().checked_sub(1).filter(|l| *l >= 1)
+                && let Some(w) = out.get_mut(last)
+            {
+                *w = q();
             }
         }
         "HELLO" | "MIGRATE" => {
@@ -597,6 +597,7 @@ impl L7Parser for RedisParser {
 // tests
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
     use crate::l7::sql::testutil::*;
@@ -726,7 +727,7 @@ mod tests {
     fn big_values_are_streamed() {
         let big = "x".repeat(1 << 20);
         let req = cmd(&["SET", "k", &big]);
-        let mut resp = format!("*100000\r\n").into_bytes();
+        let mut resp = b"*100000\r\n".to_vec();
         for i in 0..100_000 {
             resp.extend(format!("${}\r\n{i}\r\n", i.to_string().len()).into_bytes());
         }

@@ -428,6 +428,7 @@ pub(crate) fn cstr(b: &[u8], off: usize) -> Option<(&[u8], usize)> {
 // shared test harness for the database parsers
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic, dead_code)]
 pub(crate) mod testutil {
     use std::net::{IpAddr, Ipv4Addr};
 
@@ -607,6 +608,7 @@ pub(crate) mod testutil {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
     use crate::l7::MessageKind;
