@@ -122,6 +122,8 @@ impl<O: FlowObserver> Pipeline<O> {
                 *self.stats.decode_errors.entry(e.kind()).or_insert(0) += 1;
                 return;
             }
+            // Sizes as sent, even when the capture cut fragments short (snaplen).
+            q.l4_len = q.l4_len.max(whole.datagram_len);
             // The datagram's L3 size is its payload plus the last fragment's IP header.
             q.l3_len = q.l4_len + p.l3_len.saturating_sub(p.l4_len);
             self.table.process(&q);

@@ -18,11 +18,7 @@ pub struct MetricsConfig {
 
 impl Default for MetricsConfig {
     fn default() -> Self {
-        MetricsConfig {
-            per_second: true,
-            per_minute: true,
-            max_keys: 100_000,
-        }
+        MetricsConfig { per_second: true, per_minute: true, max_keys: 100_000 }
     }
 }
 
@@ -77,17 +73,9 @@ impl NetworkMeter {
             return;
         }
         let sec = sec.max(self.closed_before);
-        let mut spans = [(0u64, 0u32); 2];
-        let mut n = 0;
-        if self.cfg.per_second {
-            spans[n] = (sec, 1);
-            n += 1;
-        }
-        if self.cfg.per_minute {
-            spans[n] = (sec / 60 * 60, 60);
-            n += 1;
-        }
-        for &(start, interval) in spans.iter().take(n) {
+        let second = self.cfg.per_second.then_some((sec, 1u32));
+        let minute = self.cfg.per_minute.then_some((sec / 60 * 60, 60u32));
+        for (start, interval) in second.into_iter().chain(minute) {
             let mut k = *key;
             if !self.windows.contains_key(&(start, interval, k)) {
                 let count = self.per_window_keys.entry((start, interval)).or_insert(0);
@@ -98,18 +86,15 @@ impl NetworkMeter {
                     *count += 1;
                 }
             }
-            let row = self
-                .windows
-                .entry((start, interval, k))
-                .or_insert_with(|| NetworkMetrics {
-                    time: start,
-                    interval,
-                    ip_0: Some(k.ip_0),
-                    ip_1: Some(k.ip_1),
-                    server_port: k.server_port,
-                    protocol: ip_proto::name(k.protocol),
-                    ..Default::default()
-                });
+            let row = self.windows.entry((start, interval, k)).or_insert_with(|| NetworkMetrics {
+                time: start,
+                interval,
+                ip_0: Some(k.ip_0),
+                ip_1: Some(k.ip_1),
+                server_port: k.server_port,
+                protocol: ip_proto::name(k.protocol),
+                ..Default::default()
+            });
             f(row);
         }
     }
@@ -154,21 +139,11 @@ impl NetworkMeter {
     }
 
     pub(crate) fn add_retrans(&mut self, key: &MeterKey, sec: u64, dir: usize) {
-        self.with(
-            key,
-            sec,
-            |r| if dir == 0 { r.retrans_tx += 1 } else { r.retrans_rx += 1 },
-        );
+        self.with(key, sec, |r| if dir == 0 { r.retrans_tx += 1 } else { r.retrans_rx += 1 });
     }
 
     pub(crate) fn add_zero_win(&mut self, key: &MeterKey, sec: u64, dir: usize) {
-        self.with(key, sec, |r| {
-            if dir == 0 {
-                r.zero_win_tx += 1
-            } else {
-                r.zero_win_rx += 1
-            }
-        });
+        self.with(key, sec, |r| if dir == 0 { r.zero_win_tx += 1 } else { r.zero_win_rx += 1 });
     }
 
     pub(crate) fn add_rtt(&mut self, key: &MeterKey, sec: u64, v: u64) {
@@ -202,13 +177,9 @@ impl NetworkMeter {
             return;
         }
         self.closed_before = sec;
-        let mut done: Vec<(u64, u32, MeterKey)> = self
-            .windows
-            .keys()
-            .filter(|(start, iv, _)| start.saturating_add(u64::from(*iv)) <= sec)
-            .copied()
-            .collect();
-        done.sort_unstable_by(|a, b| (a.1, a.0, a.2).cmp(&(b.1, b.0, b.2)));
+        let mut done: Vec<(u64, u32, MeterKey)> =
+            self.windows.keys().filter(|(start, iv, _)| start.saturating_add(u64::from(*iv)) <= sec).copied().collect();
+        done.sort_unstable_by_key(|a| (a.1, a.0, a.2));
         for k in done {
             if let Some(r) = self.windows.remove(&k) {
                 self.per_window_keys.remove(&(k.0, k.1));

@@ -458,7 +458,7 @@ impl<O: FlowObserver> FlowTable<O> {
     /// A SYN on a 5-tuple still in the table starts a new connection when the old one is
     /// closed, or when it carries a different ISN (client port reuse).
     fn is_new_connection(&mut self, idx: u32, kd: KeyDirection, t: &TcpInfo) -> bool {
-        if !(t.flags.syn() && !t.flags.ack()) {
+        if !t.flags.syn() || t.flags.ack() {
             return false;
         }
         let Some(f) = self.flow_mut(idx) else { return false };
@@ -545,8 +545,7 @@ impl<O: FlowObserver> FlowTable<O> {
         };
         let h = self.hasher.hash_one(key);
         let (slab, hasher) = (&self.slab, &self.hasher);
-        self.map
-            .insert_unique(h, idx, |&i| slab_key(slab, i).map_or(0, |k| hasher.hash_one(k)));
+        self.map.insert_unique(h, idx, |&i| slab_key(slab, i).map_or(0, |k| hasher.hash_one(k)));
         self.push_front(idx, class);
         self.stats.flows_created += 1;
         self.meter.flow_opened(&key_ips(self.flow(idx)), ts);
@@ -562,15 +561,16 @@ impl<O: FlowObserver> FlowTable<O> {
             return;
         };
         // Role correction: a SYN proves who the client is.
-        if let L4::Tcp(t) = p.l4 {
-            if t.flags.syn() && !f.role_certain {
-                let dir = f.dir_of(kd);
-                let sender_is_client = !t.flags.ack();
-                if (dir == Direction::ClientToServer) != sender_is_client {
-                    f.swap_roles();
-                }
-                f.role_certain = true;
+        if let L4::Tcp(t) = p.l4
+            && t.flags.syn()
+            && !f.role_certain
+        {
+            let dir = f.dir_of(kd);
+            let sender_is_client = !t.flags.ack();
+            if (dir == Direction::ClientToServer) != sender_is_client {
+                f.swap_roles();
             }
+            f.role_certain = true;
         }
         let dir = f.dir_of(kd);
         let d = dir.index();
@@ -601,17 +601,8 @@ impl<O: FlowObserver> FlowTable<O> {
         match p.l4 {
             L4::Tcp(t) => {
                 let Some(tcp) = f.tcp.as_mut() else { return };
-                new_class = tcp_update(
-                    tcp,
-                    dir,
-                    &t,
-                    l4_payload_len,
-                    ts,
-                    &mut self.stats,
-                    &mut self.meter,
-                    &info,
-                );
-                if cfg_reassembly && l4_payload_len > 0 || (t.flags.syn() || t.flags.ack()) {
+                new_class = tcp_update(tcp, dir, &t, l4_payload_len, ts, &mut self.stats, &mut self.meter, &info);
+                if cfg_reassembly && (l4_payload_len > 0 || t.flags.syn() || t.flags.ack()) {
                     let observer = &mut self.observer;
                     let l7 = &mut f.l7;
                     let (this, other) = split_dirs(&mut tcp.dirs, d);
@@ -623,20 +614,9 @@ impl<O: FlowObserver> FlowTable<O> {
                             observer.on_gap(l7, &info, dir, ts, n)
                         }
                     };
-                    if cfg_reassembly {
-                        this.reassemble(
-                            t.seq,
-                            t.flags.syn(),
-                            p.payload,
-                            l4_payload_len,
-                            &limits,
-                            &budget,
-                            &mut emit,
-                        );
-                    }
-                    drop(emit);
+                    this.reassemble(t.seq, t.flags.syn(), p.payload, l4_payload_len, &limits, &budget, &mut emit);
                     // Our ACK tells what the other direction really sent.
-                    if cfg_reassembly && t.flags.ack() {
+                    if t.flags.ack() {
                         let mut emit_rev = |c: Chunk<'_>| match c {
                             Chunk::Data(data) => observer.on_payload(l7, &info, dir.reverse(), ts, data),
                             Chunk::Gap(n) => {
@@ -649,18 +629,10 @@ impl<O: FlowObserver> FlowTable<O> {
                     self.stats.gap_bytes += gap_total;
                 }
             }
-            L4::Udp { .. } => {
-                if cfg_reassembly && !p.payload.is_empty() {
-                    self.observer.on_payload(&mut f.l7, &info, dir, ts, p.payload);
-                    if (p.payload.len() as u32) < l4_payload_len {
-                        self.observer.on_gap(
-                            &mut f.l7,
-                            &info,
-                            dir,
-                            ts,
-                            u64::from(l4_payload_len) - p.payload.len() as u64,
-                        );
-                    }
+            L4::Udp { .. } if cfg_reassembly && !p.payload.is_empty() => {
+                self.observer.on_payload(&mut f.l7, &info, dir, ts, p.payload);
+                if (p.payload.len() as u32) < l4_payload_len {
+                    self.observer.on_gap(&mut f.l7, &info, dir, ts, u64::from(l4_payload_len) - p.payload.len() as u64);
                 }
             }
             _ => {}
@@ -706,13 +678,7 @@ impl<O: FlowObserver> FlowTable<O> {
 
     /// Expires flows idle past their class timeout.
     pub fn expire(&mut self, now_us: u64) {
-        for class in [
-            Class::Closed,
-            Class::Opening,
-            Class::Closing,
-            Class::Other,
-            Class::Established,
-        ] {
+        for class in [Class::Closed, Class::Opening, Class::Closing, Class::Other, Class::Established] {
             let timeout = self.timeout_of(class);
             loop {
                 let tail = self.tails.get(class as usize).copied().unwrap_or(NIL);
@@ -730,13 +696,7 @@ impl<O: FlowObserver> FlowTable<O> {
 
     /// Reports every flow still open (end of a capture file, or shutdown).
     pub fn flush_all(&mut self) {
-        for class in [
-            Class::Closed,
-            Class::Opening,
-            Class::Closing,
-            Class::Other,
-            Class::Established,
-        ] {
+        for class in [Class::Closed, Class::Opening, Class::Closing, Class::Other, Class::Established] {
             loop {
                 let tail = self.tails.get(class as usize).copied().unwrap_or(NIL);
                 if self.flow(tail).is_none() {
@@ -761,10 +721,10 @@ impl<O: FlowObserver> FlowTable<O> {
     fn evict_oldest(&mut self) -> bool {
         let mut best: Option<(u64, u32)> = None;
         for &t in &self.tails {
-            if let Some(f) = self.flow(t) {
-                if best.is_none_or(|(ts, _)| f.last_us < ts) {
-                    best = Some((f.last_us, t));
-                }
+            if let Some(f) = self.flow(t)
+                && best.is_none_or(|(ts, _)| f.last_us < ts)
+            {
+                best = Some((f.last_us, t));
             }
         }
         let Some((_, idx)) = best else { return false };
@@ -846,12 +806,7 @@ fn key_ips<S>(f: Option<&Flow<S>>) -> metrics::MeterKey {
     match f {
         Some(f) => {
             let i = f.info();
-            metrics::MeterKey {
-                ip_0: i.client_ip,
-                ip_1: i.server_ip,
-                server_port: i.server_port,
-                protocol: i.protocol,
-            }
+            metrics::MeterKey { ip_0: i.client_ip, ip_1: i.server_ip, server_port: i.server_port, protocol: i.protocol }
         }
         None => metrics::MeterKey {
             ip_0: IpAddr::from([0u8; 4]),
@@ -914,15 +869,7 @@ fn tcp_update(
             ts,
             (tcp.first_rtt > 0).then_some(u64::from(tcp.first_rtt)),
         );
-        this.update_after(
-            t.seq,
-            seglen,
-            flags.syn(),
-            flags.fin(),
-            flags.ack().then_some(t.ack),
-            t.window,
-            ts,
-        );
+        this.update_after(t.seq, seglen, flags.syn(), flags.fin(), flags.ack().then_some(t.ack), t.window, ts);
         if flags.syn() {
             this.syn_seen = true;
             if let Some(ws) = t.options.window_scale {
@@ -989,11 +936,7 @@ fn tcp_update(
         tcp.rtt_client = us32(ts.saturating_sub(tcp.synack_time));
         if tcp.syn_count > 0 {
             tcp.first_rtt = us32(ts.saturating_sub(tcp.syn_time));
-            meter.add_rtt(
-                &key,
-                ts / 1_000_000,
-                u64::from(tcp.rtt_client) + u64::from(tcp.rtt_server),
-            );
+            meter.add_rtt(&key, ts / 1_000_000, u64::from(tcp.rtt_client) + u64::from(tcp.rtt_server));
         }
     } else if !tcp.established && tcp.syn_count == 0 && tcp.synack_count == 0 && !flags.rst() {
         tcp.established = true; // joined mid-stream
@@ -1011,12 +954,7 @@ fn tcp_update(
         tcp.rst_count = tcp.rst_count.saturating_add(1);
     }
     // Latencies from payload-carrying segments.
-    if seglen > 0
-        && !matches!(
-            class,
-            SegmentClass::Retransmission | SegmentClass::SpuriousRetransmission
-        )
-    {
+    if seglen > 0 && !matches!(class, SegmentClass::Retransmission | SegmentClass::SpuriousRetransmission) {
         let last = (tcp.last_data_time > 0).then_some((tcp.last_data_c2s, tcp.last_data_time));
         match (dir, last) {
             (Direction::ServerToClient, Some((true, t0))) => {
@@ -1039,17 +977,15 @@ fn tcp_update(
             tcp.srt_pending_time = ts;
         }
     }
-    if dir == Direction::ServerToClient && flags.ack() {
-        if tcp.srt_pending_time > 0 {
-            let (end, t0) = (tcp.srt_pending_end, tcp.srt_pending_time);
-            if tcp::seq_le(end, t.ack) {
-                let srt = ts.saturating_sub(t0);
-                tcp.srt_sum += srt;
-                tcp.srt_max = tcp.srt_max.max(us32(srt));
-                tcp.srt_count += 1;
-                tcp.srt_pending_time = 0;
-                meter.add_srt(&key, ts / 1_000_000, srt);
-            }
+    if dir == Direction::ServerToClient && flags.ack() && tcp.srt_pending_time > 0 {
+        let (end, t0) = (tcp.srt_pending_end, tcp.srt_pending_time);
+        if tcp::seq_le(end, t.ack) {
+            let srt = ts.saturating_sub(t0);
+            tcp.srt_sum += srt;
+            tcp.srt_max = tcp.srt_max.max(us32(srt));
+            tcp.srt_count += 1;
+            tcp.srt_pending_time = 0;
+            meter.add_srt(&key, ts / 1_000_000, srt);
         }
     }
     // Timeout class.
@@ -1080,18 +1016,10 @@ fn close_type<S>(f: &Flow<S>, port_reuse: bool) -> CloseType {
             if !by_client && tcp.rst_before_synack {
                 return CloseType::ServerReset;
             }
-            return if by_client {
-                CloseType::ClientEstablishReset
-            } else {
-                CloseType::ServerEstablishReset
-            };
+            return if by_client { CloseType::ClientEstablishReset } else { CloseType::ServerEstablishReset };
         }
         if by_client {
-            return if tcp.fin_before_rst {
-                CloseType::TcpFinClientRst
-            } else {
-                CloseType::TcpClientRst
-            };
+            return if tcp.fin_before_rst { CloseType::TcpFinClientRst } else { CloseType::TcpClientRst };
         }
         return CloseType::TcpServerRst;
     }

@@ -99,10 +99,7 @@ pub struct ReassemblyLimits {
 
 impl Default for ReassemblyLimits {
     fn default() -> Self {
-        ReassemblyLimits {
-            max_held_bytes: 64 * 1024,
-            max_held_segments: 64,
-        }
+        ReassemblyLimits { max_held_bytes: 64 * 1024, max_held_segments: 64 }
     }
 }
 
@@ -110,6 +107,7 @@ impl TcpDir {
     /// Wireshark-compatible classification of a segment sent in this direction. `rev` is the
     /// opposite direction's state, `first_rtt_us` the handshake RTT if known.
     /// Call before [`TcpDir::update_after`].
+    #[allow(clippy::too_many_arguments)]
     pub fn classify(
         &self,
         rev: &TcpDir,
@@ -242,14 +240,7 @@ impl TcpDir {
                 let missing_tail = declared.saturating_sub(captured.len() as u32);
                 let q = self.held.get_or_insert_with(Box::default);
                 let pos = q.segs.partition_point(|h| seq_lt(h.seq, start));
-                q.segs.insert(
-                    pos,
-                    Held {
-                        seq: start,
-                        data: captured.to_vec(),
-                        missing_tail,
-                    },
-                );
+                q.segs.insert(pos, Held { seq: start, data: captured.to_vec(), missing_tail });
                 q.bytes = q.bytes.saturating_add(captured.len() as u32);
                 return;
             }
@@ -278,10 +269,10 @@ impl TcpDir {
         if self.fin_seen && seq_le(self.fin_seq, target) {
             target = self.fin_seq; // the FIN's sequence number carries no data
         }
-        if let Some(s) = self.first_held_seq() {
-            if seq_lt(s, target) {
-                target = s;
-            }
+        if let Some(s) = self.first_held_seq()
+            && seq_lt(s, target)
+        {
+            target = s;
         }
         if seq_gt(target, self.deliver_seq) {
             self.skip_to(target, emit);
@@ -321,10 +312,10 @@ impl TcpDir {
 
     /// Delivers `captured[skip..]` of a segment that starts at or before `deliver_seq`.
     fn deliver_slice(&mut self, captured: &[u8], skip: u32, declared: u32, emit: &mut dyn FnMut(Chunk<'_>)) {
-        if let Some(rest) = captured.get(skip as usize..) {
-            if !rest.is_empty() {
-                emit(Chunk::Data(rest));
-            }
+        if let Some(rest) = captured.get(skip as usize..)
+            && !rest.is_empty()
+        {
+            emit(Chunk::Data(rest));
         }
         let delivered_from_capture = (captured.len() as u32).saturating_sub(skip);
         let missing = declared.saturating_sub(skip.max(captured.len() as u32));
@@ -386,11 +377,7 @@ mod tests {
         let b = Arc::new(MemoryBudget::unlimited());
         let mut d = TcpDir::default();
         d.reassemble(999, true, &[], 0, &ReassemblyLimits::default(), &b, &mut |_| {});
-        let (out, gaps) = collect(
-            &mut d,
-            &[(1000, b"hello "), (1011, b"!"), (1006, b"world"), (1003, b"lo wor")],
-            &b,
-        );
+        let (out, gaps) = collect(&mut d, &[(1000, b"hello "), (1011, b"!"), (1006, b"world"), (1003, b"lo wor")], &b);
         assert_eq!(out, b"hello world!");
         assert_eq!(gaps, 0);
         assert_eq!(b.used(), 0);
@@ -410,10 +397,7 @@ mod tests {
     fn every_permutation_of_segments_reassembles() {
         let data = b"0123456789abcdefghij";
         let cuts = [0usize, 3, 7, 8, 13, 20];
-        let segs: Vec<(u32, &[u8])> = cuts
-            .windows(2)
-            .map(|w| (100 + w[0] as u32, &data[w[0]..w[1]]))
-            .collect();
+        let segs: Vec<(u32, &[u8])> = cuts.windows(2).map(|w| (100 + w[0] as u32, &data[w[0]..w[1]])).collect();
         // all rotations and reversal, with the first segment's SYN establishing the start
         for r in 0..segs.len() {
             let mut order = segs.clone();
@@ -440,18 +424,10 @@ mod tests {
         let mut got = 0;
         for i in 0..50u32 {
             let seg = [b'x'; 10];
-            d.reassemble(
-                1 + 20 + i * 10,
-                false,
-                &seg,
-                10,
-                &ReassemblyLimits::default(),
-                &b,
-                &mut |c| match c {
-                    Chunk::Data(x) => got += x.len(),
-                    Chunk::Gap(n) => gaps += n,
-                },
-            );
+            d.reassemble(1 + 20 + i * 10, false, &seg, 10, &ReassemblyLimits::default(), &b, &mut |c| match c {
+                Chunk::Data(x) => got += x.len(),
+                Chunk::Gap(n) => gaps += n,
+            });
             assert!(b.used() <= 100);
         }
         assert!(gaps >= 20);
@@ -478,30 +454,14 @@ mod tests {
         let mut d = TcpDir::default();
         let mut data = Vec::new();
         let mut gaps = 0;
-        d.reassemble(
-            0,
-            false,
-            b"abc",
-            10,
-            &ReassemblyLimits::default(),
-            &b,
-            &mut |c| match c {
-                Chunk::Data(x) => data.extend_from_slice(x),
-                Chunk::Gap(n) => gaps += n,
-            },
-        );
-        d.reassemble(
-            10,
-            false,
-            b"def",
-            3,
-            &ReassemblyLimits::default(),
-            &b,
-            &mut |c| match c {
-                Chunk::Data(x) => data.extend_from_slice(x),
-                Chunk::Gap(n) => gaps += n,
-            },
-        );
+        d.reassemble(0, false, b"abc", 10, &ReassemblyLimits::default(), &b, &mut |c| match c {
+            Chunk::Data(x) => data.extend_from_slice(x),
+            Chunk::Gap(n) => gaps += n,
+        });
+        d.reassemble(10, false, b"def", 3, &ReassemblyLimits::default(), &b, &mut |c| match c {
+            Chunk::Data(x) => data.extend_from_slice(x),
+            Chunk::Gap(n) => gaps += n,
+        });
         assert_eq!(data, b"abcdef");
         assert_eq!(gaps, 7);
     }

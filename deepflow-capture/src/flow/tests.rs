@@ -40,11 +40,7 @@ fn ip(last: u8) -> IpAddr {
 
 /// A TCP packet from `c2s` ? client : server.
 fn tcp<'a>(ts_ms: u64, c2s: bool, flags: u8, seq: u32, ack: u32, payload: &'a [u8]) -> Packet<'a> {
-    let (src, dst, sp, dp) = if c2s {
-        (ip(1), ip(2), 40000, 80)
-    } else {
-        (ip(2), ip(1), 80, 40000)
-    };
+    let (src, dst, sp, dp) = if c2s { (ip(1), ip(2), 40000, 80) } else { (ip(2), ip(1), 80, 40000) };
     Packet {
         timestamp_us: 1_700_000_000_000_000 + ts_ms * 1000,
         wire_len: 54 + payload.len() as u32,
@@ -69,11 +65,7 @@ fn tcp<'a>(ts_ms: u64, c2s: bool, flags: u8, seq: u32, ack: u32, payload: &'a [u
 }
 
 fn table() -> FlowTable<Rec> {
-    FlowTable::new(
-        FlowConfig::default(),
-        Arc::new(MemoryBudget::unlimited()),
-        Rec::default(),
-    )
+    FlowTable::new(FlowConfig::default(), Arc::new(MemoryBudget::unlimited()), Rec::default())
 }
 
 fn handshake(t: &mut FlowTable<Rec>) {
@@ -157,10 +149,7 @@ fn rst_close_types() {
     t.process(&tcp(0, true, S, 100, 0, b""));
     t.process(&tcp(1, false, S | A, 500, 101, b""));
     t.advance(1_700_000_000_000_000 + 10_000_000);
-    assert_eq!(
-        t.drain_records().next().unwrap().close_type,
-        CloseType::ClientSynAckMiss
-    );
+    assert_eq!(t.drain_records().next().unwrap().close_type, CloseType::ClientSynAckMiss);
 }
 
 #[test]
@@ -252,10 +241,7 @@ fn udp_flow_times_out() {
         dst: ip(2),
         ip_proto: 17,
         l4_len: 12,
-        l4: L4::Udp {
-            src_port: 50000,
-            dst_port: 53,
-        },
+        l4: L4::Udp { src_port: 50000, dst_port: 53 },
         payload: b"abcd",
         ..Default::default()
     };

@@ -153,7 +153,7 @@ fn analyze(path: &Path, common: &Common) -> Result<(), String> {
             out.rows(&mut pipe);
             if show_progress && last_draw.elapsed() > Duration::from_millis(200) {
                 last_draw = Instant::now();
-                let read = src.stats().bytes;
+                let read = src.stats().offset;
                 let pct = if size > 0 { (read as f64 / size as f64 * 100.0).min(100.0) } else { 0.0 };
                 eprint!("\ranalyzing {}: {pct:5.1}% {n} packets", path.display());
                 let _ = std::io::stderr().flush();
