@@ -207,6 +207,13 @@ impl L7Engine {
         }
     }
 
+    /// Replaces every registered parser by `f(parser)`: the hook point for code that sees
+    /// each message a parser emits (e.g. `wasm` message hooks wrap the parsers they
+    /// subscribe to). Flows detected afterwards use the new parsers.
+    pub fn map_parsers(&mut self, f: impl FnMut(Box<dyn L7Parser>) -> Box<dyn L7Parser>) {
+        self.parsers = std::mem::take(&mut self.parsers).into_iter().map(f).collect();
+    }
+
     /// The configuration.
     pub fn config(&self) -> &L7Config {
         &self.cfg

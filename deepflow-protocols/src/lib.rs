@@ -46,6 +46,8 @@ pub mod l7;
 pub mod red;
 pub mod session;
 pub mod trace;
+#[cfg(feature = "wasm")]
+pub mod wasm;
 
 pub use config::{EmitMode, L7Config};
 pub use engine::{L7Counters, L7Engine, L7FlowState};
