@@ -261,10 +261,11 @@ impl Guest {
 
 impl Guest {
     fn classify(&mut self, e: &wasmtime::Error) -> Failure {
-        self.detail = format!("{e:#}");
         if let Some(t) = e.downcast_ref::<Trap>() {
+            self.detail = t.to_string();
             return if *t == Trap::OutOfFuel { Failure::Fuel } else { Failure::Trap };
         }
+        self.detail = format!("{e:#}");
         if self.detail.contains("growing memory") || self.detail.contains("growing table") {
             Failure::Memory
         } else {
