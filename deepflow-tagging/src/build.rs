@@ -60,18 +60,20 @@ fn merge_entries<E: Clone + serde::Serialize + serde::de::DeserializeOwned>(a: &
 impl<'a, E: Clone + serde::Serialize + serde::de::DeserializeOwned> Kind<'a, E> {
     fn new(
         list: &'static str,
-        sources: &'a [(String, Inventory)],
+        sources: &'a [(&'a str, &'a Inventory)],
         get: fn(&Inventory) -> &Vec<E>,
         key: impl Fn(&E) -> String,
     ) -> Self {
         let mut k = Kind { list, items: Vec::new(), by_key: HashMap::new() };
-        for (src, inv) in sources {
+        for &(src, inv) in sources {
             for (i, e) in get(inv).iter().enumerate() {
                 let key = key(e);
                 match k.by_key.get(&key) {
                     Some(&pos) => {
-                        let merged = merge_entries(&*k.items[pos].2, e);
-                        k.items[pos] = (src, i, Cow::Owned(merged));
+                        if let Some(slot) = k.items.get_mut(pos) {
+                            let merged = merge_entries(&*slot.2, e);
+                            *slot = (src, i, Cow::Owned(merged));
+                        }
                     }
                     None => {
                         k.by_key.insert(key, k.items.len());
@@ -174,7 +176,7 @@ const PRIO_POD: u8 = 4;
 /// definitions of the same key). References are checked before any id is assigned, so a failed
 /// build leaves the dictionaries untouched.
 pub fn build_snapshot(
-    sources: &[(String, Inventory)],
+    sources: &[(&str, &Inventory)],
     dict: &mut DictionarySet,
     default_vpc: Option<&str>,
 ) -> Result<Snapshot> {

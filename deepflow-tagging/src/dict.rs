@@ -90,15 +90,20 @@ impl DictionarySet {
     }
 
     /// The dictionary of one kind.
+    #[allow(clippy::indexing_slicing)] // the array has one slot per ResourceKind
     pub fn dict(&self, kind: ResourceKind) -> &Dictionary {
-        // index() is always < ALL.len()
         &self.dicts[kind.index()]
+    }
+
+    #[allow(clippy::indexing_slicing)] // the array has one slot per ResourceKind
+    fn dict_mut(&mut self, kind: ResourceKind) -> &mut Dictionary {
+        &mut self.dicts[kind.index()]
     }
 
     /// The id of `key` in `kind`, assigning the next id when new. When the key exists with a
     /// different display name, the name is updated (ids never change).
     pub fn intern(&mut self, kind: ResourceKind, key: &str, name: &str) -> Result<u32> {
-        let d = &mut self.dicts[kind.index()];
+        let d = self.dict_mut(kind);
         let stored_name: Box<str> = if name == key { Box::from("") } else { Box::from(name) };
         if let Some(&id) = d.by_key.get(key) {
             if let Some(e) = d.entries.get_mut(id as usize - 1)
@@ -241,7 +246,7 @@ impl DictionarySet {
             };
             let kind = ResourceKind::from_name(kind).ok_or_else(|| bad(&format!("unknown kind {kind:?}")))?;
             let id: u32 = id.parse().map_err(|_| bad(&format!("bad id {id:?}")))?;
-            let d = &mut set.dicts[kind.index()];
+            let d = set.dict_mut(kind);
             if id as usize != d.entries.len() + 1 {
                 return Err(bad(&format!("{kind} id {id} out of sequence (expected {})", d.entries.len() + 1)));
             }

@@ -1,7 +1,7 @@
 //! # deepflow-tagging
 //!
 //! AutoTagging for deepflow-rs: who is behind an IP address or a process id. A [`Tagger`]
-//! collects resources from sources (a static [inventory](inventory) file, a [cloud] inventory
+//! collects resources from sources (a static [inventory] file, a [cloud] inventory
 //! file, the [Kubernetes API](kube)), assigns every resource a stable integer id through the
 //! SmartEncoding [dictionaries](dict), and builds an immutable [`Snapshot`] of lookup tables.
 //! Rows are then tagged with integer ids only ([`UniversalTags`], `_0` = client, `_1` =

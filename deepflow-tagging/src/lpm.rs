@@ -152,7 +152,7 @@ impl<A: Copy + Ord> Ranges<A> {
         let mut stack: Vec<u32> = Vec::new();
         for (i, (s, e, _, _, v)) in items.into_iter().enumerate() {
             while let Some(&top) = stack.last() {
-                if r.end[top as usize] < s {
+                if r.end.get(top as usize).is_some_and(|&e| e < s) {
                     stack.pop();
                 } else {
                     break;

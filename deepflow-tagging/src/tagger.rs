@@ -121,9 +121,10 @@ impl Tagger {
     }
 
     fn rebuild(&self, inner: &mut Inner) -> Result<Arc<Snapshot>> {
-        let sources: Vec<(String, Inventory)> = inner.sources.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        let before = inner.dict.version();
-        let snap = Arc::new(build_snapshot(&sources, &mut inner.dict, inner.options.default_vpc.as_deref())?);
+        let Inner { sources, dict, options } = &mut *inner;
+        let sources: Vec<(&str, &Inventory)> = sources.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        let before = dict.version();
+        let snap = Arc::new(build_snapshot(&sources, dict, options.default_vpc.as_deref())?);
         if let Some(p) = inner.options.dict_path.clone()
             && (inner.dict.version() != before || !p.exists())
         {
