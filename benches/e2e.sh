@@ -41,18 +41,30 @@ measure() { # name cmd...: best-of-$runs wall seconds and max RSS (KiB)
 }
 
 results=()
-results+=("$(measure 'deepflow-agent analyze (flows, L4 metrics, reassembly)' "$agent" analyze "$file" --format jsonl --emit flows --no-progress)")
+results+=("$(measure 'deepflow-agent analyze --no-l7 (decode, flows, L4 metrics, reassembly)' "$agent" analyze "$file" --format jsonl --emit flows --no-l7 --no-progress)")
+results+=("$(measure 'deepflow-agent analyze --emit sessions (+ every L7 parser)' "$agent" analyze "$file" --format jsonl --emit sessions --no-progress)")
 results+=("$(measure 'tcpdump -r FILE -w /dev/null (read floor)' tcpdump -r "$file" -w /dev/null)")
 results+=("$(measure 'ndpiReader -i FILE -q' ndpiReader -i "$file" -q)")
 if [ "${SKIP_TSHARK:-0}" != 1 ]; then
   results+=("$(runs=1; measure 'tshark -r FILE -q -z conv,tcp' tshark -r "$file" -q -z conv,tcp)")
+  results+=("$(runs=1; measure "tshark -r FILE -Y 'http||dns' -T fields" tshark -r "$file" -Y 'http||dns' -T fields -e http.request.method -e http.request.uri -e http.response.code -e dns.qry.name -e dns.flags.rcode)")
 fi
 
 ours=$(echo "${results[0]}" | cut -d'|' -f2)
+# Coverage: the requests tshark finds vs the rows the agent emits.
+"$agent" analyze "$file" --format jsonl --emit sessions --no-progress > bench-out/sessions.jsonl
+our_http=$(grep -c '"l7_protocol":"http".*"request_type":"[A-Z]' bench-out/sessions.jsonl || true)
+our_dns=$(grep -c '"l7_protocol":"dns"' bench-out/sessions.jsonl || true)
+if [ "${SKIP_TSHARK:-0}" != 1 ]; then
+  their_http=$(tshark -r "$file" -Y http.request -T fields -e frame.number -E occurrence=a -e http.request.method 2>/dev/null | awk -F'\t' '{n+=split($2,a,",")} END {print n+0}')
+  their_dns=$(tshark -r "$file" -Y 'dns.flags.response==0' -T fields -e frame.number 2>/dev/null | wc -l)
+else
+  their_http=n/a; their_dns=n/a
+fi
 {
   echo "file: $file ($packets packets, $(du -h "$file" | cut -f1)); best of $runs runs (tshark: 1); $(nproc) cores; $(date -u +%Y-%m-%d)"
   echo
-  echo "| tool | seconds | packets/s | deepflow-agent speed-up | peak RSS MiB |"
+  echo "| tool | seconds | packets/s | deepflow-agent (L4) speed-up | peak RSS MiB |"
   echo "|---|---:|---:|---:|---:|"
   for r in "${results[@]}"; do
     IFS='|' read -r name t rss <<<"$r"
@@ -60,4 +72,6 @@ ours=$(echo "${results[0]}" | cut -d'|' -f2)
     ratio=$(awk "BEGIN{printf \"%.2fx\", ($t>0?$t:0.001)/($ours>0?$ours:0.001)}")
     echo "| $name | $t | $pps | $ratio | $((rss/1024)) |"
   done
+  echo
+  echo "requests found: HTTP $our_http (tshark $their_http), DNS queries $our_dns (tshark $their_dns)"
 } | tee bench-out/e2e.md

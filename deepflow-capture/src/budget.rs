@@ -19,12 +19,7 @@ pub struct MemoryBudget {
 impl MemoryBudget {
     /// A budget of `limit` bytes.
     pub fn new(limit: usize) -> Self {
-        MemoryBudget {
-            limit,
-            used: AtomicUsize::new(0),
-            peak: AtomicUsize::new(0),
-            refused: AtomicU64::new(0),
-        }
+        MemoryBudget { limit, used: AtomicUsize::new(0), peak: AtomicUsize::new(0), refused: AtomicU64::new(0) }
     }
 
     /// An effectively unlimited budget (for tests and tools that want no cap).
@@ -41,10 +36,7 @@ impl MemoryBudget {
                 self.refused.fetch_add(1, Ordering::Relaxed);
                 return false;
             };
-            match self
-                .used
-                .compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed)
-            {
+            match self.used.compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed) {
                 Ok(_) => {
                     self.peak.fetch_max(next, Ordering::Relaxed);
                     return true;

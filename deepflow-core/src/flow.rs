@@ -42,29 +42,9 @@ impl FlowKey {
         dport: u16,
     ) -> (FlowKey, KeyDirection) {
         if (src, sport) <= (dst, dport) {
-            (
-                FlowKey {
-                    tunnel,
-                    protocol,
-                    ip_lo: src,
-                    ip_hi: dst,
-                    port_lo: sport,
-                    port_hi: dport,
-                },
-                KeyDirection::LoToHi,
-            )
+            (FlowKey { tunnel, protocol, ip_lo: src, ip_hi: dst, port_lo: sport, port_hi: dport }, KeyDirection::LoToHi)
         } else {
-            (
-                FlowKey {
-                    tunnel,
-                    protocol,
-                    ip_lo: dst,
-                    ip_hi: src,
-                    port_lo: dport,
-                    port_hi: sport,
-                },
-                KeyDirection::HiToLo,
-            )
+            (FlowKey { tunnel, protocol, ip_lo: dst, ip_hi: src, port_lo: dport, port_hi: sport }, KeyDirection::HiToLo)
         }
     }
 

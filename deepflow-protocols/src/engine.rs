@@ -418,10 +418,12 @@ impl L7Engine {
                         datagram: flow.protocol == ip_proto::UDP,
                         counters: &mut self.counters,
                     };
-                    if let Some(mut m) = p.on_close(dir, &mut ctx) {
+                    // A parser may end several messages with the stream (HTTP/2 streams).
+                    for _ in 0..MAX_HELD_BACK {
+                        let Some(mut m) = p.on_close(dir, &mut ctx) else { break };
                         let start = dirs.get(dir.index()).and_then(|b| b.start_ts).unwrap_or(ts_us);
                         stamp(&mut m, start, ts_us);
-                        session.on_message(Box::new(m), *pairing, scfg, flow, &mut self.counters, out);
+                        session.on_message(Box::new(m), *pairing, scfg, ctx.flow, ctx.counters, out);
                     }
                 }
             }
@@ -430,6 +432,9 @@ impl L7Engine {
         st.inner = None;
     }
 }
+
+/// Most messages taken from a parser without new input (held back, or ended by the stream).
+const MAX_HELD_BACK: usize = 1024;
 
 fn stamp(m: &mut L7Message, start: u64, end: u64) {
     if m.start_us == 0 {
@@ -470,12 +475,17 @@ fn run_parser(
     let mut zero_progress = 0u32;
     loop {
         let rest = data.get(off..).unwrap_or_default();
-        if rest.is_empty() && zero_progress > 0 {
-            break;
-        }
         if rest.is_empty() {
-            // give the parser a chance to release a message held back with nothing left
-            // (never needed by built-in parsers); stop here
+            // Release messages the parser holds back (one HTTP/2 frame can complete several
+            // streams): call it with no input while it keeps answering with a message.
+            if !datagram && zero_progress == 0 {
+                for _ in 0..MAX_HELD_BACK {
+                    let mut ctx = ParseCtx { flow, dir, ts_us, datagram, counters };
+                    let ParseOutcome::Message(mut m, _) = parser.parse(&[], &mut ctx) else { break };
+                    stamp(&mut m, dbuf.start_ts.unwrap_or(ts_us), ts_us);
+                    session.on_message(m, *pairing, scfg, flow, counters, out);
+                }
+            }
             break;
         }
         let mut ctx = ParseCtx { flow, dir, ts_us, datagram, counters };

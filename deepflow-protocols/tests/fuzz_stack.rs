@@ -2,7 +2,6 @@
 //! and duplicated, through decode → flows → reassembly → every L7 parser. Never panics, and
 //! every bound holds (fixed seed, bounded count).
 
-
 use std::path::Path;
 
 use deepflow_capture::pipeline::{Pipeline, PipelineConfig};
@@ -53,7 +52,8 @@ fn mutated_real_traffic_through_every_parser() {
     for (seed, emit) in [(0x1234_5678_9abc_def1u64, EmitMode::Sessions), (0x0fed_cba9_8765_4321, EmitMode::Messages)] {
         let mut rng = XorShift(seed);
         let cfg = L7Config { emit, ..L7Config::default() };
-        let mut pipe = Pipeline::new(PipelineConfig { max_memory: 1 << 20, ..PipelineConfig::default() }, L7Observer::new(cfg));
+        let mut pipe =
+            Pipeline::new(PipelineConfig { max_memory: 1 << 20, ..PipelineConfig::default() }, L7Observer::new(cfg));
         let mut rows = 0usize;
         // Walk the corpus in order (so sessions form) with local damage.
         let mut i = 0;

@@ -81,10 +81,7 @@ impl CloseType {
     }
     /// Establishment failures blamed on the client.
     pub fn is_client_establish_fail(self) -> bool {
-        matches!(
-            self,
-            CloseType::ClientSynAckMiss | CloseType::ClientEstablishReset | CloseType::ClientSourcePortReuse
-        )
+        matches!(self, CloseType::ClientSynAckMiss | CloseType::ClientEstablishReset | CloseType::ClientSourcePortReuse)
     }
     /// Establishment failures blamed on the server.
     pub fn is_server_establish_fail(self) -> bool {

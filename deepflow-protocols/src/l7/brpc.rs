@@ -299,6 +299,7 @@ impl L7Parser for BrpcParser {
 
 /// Test helpers: baidu_std frames.
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]
 pub(crate) mod build {
     fn varint(v: &mut Vec<u8>, mut x: u64) {
         while x >= 0x80 {
@@ -363,6 +364,7 @@ pub(crate) mod build {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::build::*;
     use super::*;

@@ -256,6 +256,7 @@ impl L7Parser for DubboParser {
 
 /// Test helpers: Dubbo frames built from the wire format.
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]
 pub(crate) mod build {
     use super::hessian::write;
 
@@ -284,6 +285,7 @@ pub(crate) mod build {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::build::*;
     use super::*;

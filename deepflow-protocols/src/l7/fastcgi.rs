@@ -416,6 +416,7 @@ impl FastCgiParser {
 
 /// Test helpers: records built from the wire format.
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]
 pub(crate) mod build {
     /// One record, padded to a multiple of 8.
     pub fn record(ty: u8, id: u16, content: &[u8]) -> Vec<u8> {
@@ -469,6 +470,7 @@ pub(crate) mod build {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::build::*;
     use super::*;

@@ -363,6 +363,7 @@ pub fn descriptor_params(desc: &str) -> Option<usize> {
 
 /// Test helpers: a Hessian 2.0 writer for the forms the parsers meet.
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]
 pub(crate) mod write {
     /// A string (compact, medium or final-chunk form; ASCII/BMP only).
     pub fn string(out: &mut Vec<u8>, s: &str) {
@@ -404,6 +405,7 @@ pub(crate) mod write {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
 

@@ -1405,14 +1405,9 @@ impl L7Parser for Http2Parser {
 
     fn on_close(&mut self, _dir: Direction, ctx: &mut ParseCtx<'_>) -> Option<L7Message> {
         let c = self.conn.as_deref_mut()?;
+        // Idempotent: the engine calls this until it returns None, one message at a time.
         c.close(ctx.ts_us);
-        let m = c.pop_message();
-        let rest = c.queued() as u64;
-        if rest > 0 {
-            c.stats.dropped_at_close += rest;
-            c.out.clear();
-        }
-        m
+        c.pop_message()
     }
 }
 

@@ -80,8 +80,12 @@ use crate::error::ParseErrorKind;
 use crate::trace::TraceInfo;
 
 pub mod amqp;
+pub mod brpc;
 pub mod dns;
+pub mod dubbo;
+pub mod fastcgi;
 pub mod grpc;
+pub mod hessian;
 pub mod hpack;
 pub mod http1;
 pub mod http2;
@@ -91,22 +95,18 @@ pub mod mongodb;
 pub mod mqtt;
 pub mod mysql;
 pub mod nats;
+pub mod openwire;
 pub mod postgresql;
 pub mod pulsar;
-pub mod openwire;
 pub mod redis;
 pub mod rocketmq;
+pub mod sofarpc;
+pub mod someip;
 pub mod sql;
+pub mod tars;
+pub mod thrift;
 pub mod tls;
 pub mod zmtp;
-pub mod hessian;
-pub mod dubbo;
-pub mod fastcgi;
-pub mod thrift;
-pub mod sofarpc;
-pub mod brpc;
-pub mod tars;
-pub mod someip;
 
 /// Answer of [`L7Parser::probe`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -289,17 +289,17 @@ pub fn builtin_parsers(cfg: &L7Config) -> Vec<Box<dyn L7Parser>> {
         Box::new(mqtt::MqttParser::new(cfg)),
         Box::new(nats::NatsParser::new(cfg)),
         Box::new(mysql::MysqlParser::new(cfg)),
+        Box::new(postgresql::PostgresParser::new(cfg)),
+        Box::new(redis::RedisParser::new(cfg)),
+        Box::new(memcached::MemcachedParser::new(cfg)),
+        Box::new(mongodb::MongoParser::new(cfg)),
         Box::new(amqp::AmqpParser::new(cfg)),
         Box::new(zmtp::ZmtpParser::new(cfg)),
         Box::new(pulsar::PulsarParser::new(cfg)),
-        Box::new(openwire::OpenWireParser::new(cfg)),
         Box::new(rocketmq::RocketMqParser::new(cfg)),
-        Box::new(postgresql::PostgresParser::new(cfg)),
+        Box::new(openwire::OpenWireParser::new(cfg)),
         Box::new(dubbo::DubboParser::new(cfg)),
-        Box::new(redis::RedisParser::new(cfg)),
         Box::new(fastcgi::FastCgiParser::new(cfg)),
-        Box::new(memcached::MemcachedParser::new(cfg)),
-        Box::new(mongodb::MongoParser::new(cfg)),
         Box::new(thrift::ThriftParser::new(cfg)),
         Box::new(sofarpc::SofaRpcParser::new(cfg)),
         Box::new(brpc::BrpcParser::new(cfg)),

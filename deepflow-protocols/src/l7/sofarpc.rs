@@ -363,6 +363,7 @@ impl L7Parser for SofaRpcParser {
 
 /// Test helpers: Bolt v1 frames.
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]
 pub(crate) mod build {
     /// Header map bytes.
     pub fn map(kv: &[(&str, &str)]) -> Vec<u8> {
@@ -428,6 +429,7 @@ pub(crate) mod build {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::build::*;
     use super::*;

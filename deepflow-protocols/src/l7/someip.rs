@@ -259,6 +259,7 @@ impl L7Parser for SomeIpParser {
 
 /// Test helpers: SOME/IP messages.
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]
 pub(crate) mod build {
     /// One message.
     #[allow(clippy::too_many_arguments)]
@@ -284,6 +285,7 @@ pub(crate) mod build {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::build::*;
     use super::*;

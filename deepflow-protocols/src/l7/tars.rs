@@ -363,6 +363,7 @@ impl L7Parser for TarsParser {
 
 /// Test helpers: Tars packets.
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]
 pub(crate) mod build {
     fn head(v: &mut Vec<u8>, tag: u8, ty: u8) {
         if tag < 15 {
@@ -450,6 +451,7 @@ pub(crate) mod build {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::build::*;
     use super::*;

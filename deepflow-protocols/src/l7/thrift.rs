@@ -648,6 +648,7 @@ impl L7Parser for ThriftParser {
 
 /// Test helpers: Thrift messages built from the wire format.
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]
 pub(crate) mod build {
     /// Strict binary message with a struct body.
     pub fn binary(ty: u8, name: &str, seqid: i32, body: &[u8]) -> Vec<u8> {
@@ -728,6 +729,7 @@ pub(crate) mod build {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::build::*;
     use super::*;

@@ -1,6 +1,7 @@
 //! `deepflow-agent`: the reference agent. A thin CLI over the deepflow-rs crates.
 
 mod output;
+mod store_cmd;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -19,7 +20,11 @@ use deepflow_protocols::{EmitMode, L7Config};
 use output::{Emit, Format, Printer};
 
 #[derive(Parser)]
-#[command(name = "deepflow-agent", version, about = "deepflow-rs reference agent: zero-code observability from packets")]
+#[command(
+    name = "deepflow-agent",
+    version,
+    about = "deepflow-rs reference agent: zero-code observability from packets"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -48,13 +53,27 @@ enum Cmd {
         #[command(flatten)]
         common: Common,
     },
+    /// Run SQL over tables written by `analyze --format parquet --out DIR`.
+    Query {
+        /// Directory with the tables.
+        dir: PathBuf,
+        /// SQL, e.g. "SELECT l7_protocol, count(*) FROM l7_flow_log GROUP BY 1".
+        sql: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = store_cmd::QueryFormat::Table)]
+        format: store_cmd::QueryFormat,
+    },
 }
 
 #[derive(clap::Args)]
 struct Common {
-    /// Output format.
+    /// Output format. `parquet` writes the l4_flow_log, l7_flow_log, network and application
+    /// tables under `--out DIR` (query them with `deepflow-agent query DIR SQL`).
     #[arg(long, value_enum, default_value_t = FormatArg::Table)]
     format: FormatArg,
+    /// Output directory for `--format parquet`.
+    #[arg(long)]
+    out: Option<PathBuf>,
     /// What to print: `flows` (l4_flow_log), `sessions` (l7_flow_log, request paired with
     /// response), `messages` (each request and response), `metrics` (network and application
     /// metrics, 1 s and 1 min).
@@ -63,6 +82,9 @@ struct Common {
     /// Turn the L7 parsers off (L4 only).
     #[arg(long)]
     no_l7: bool,
+    /// In application metrics, turn numeric, UUID and hex path segments into `{id}`.
+    #[arg(long)]
+    normalize_routes: bool,
     /// Memory budget shared by the flow table, defragmentation and reassembly (e.g. 256MiB).
     #[arg(long, default_value = "256MiB")]
     max_memory: String,
@@ -72,12 +94,16 @@ struct Common {
     /// Never draw a progress bar.
     #[arg(long)]
     no_progress: bool,
+    /// Load a WASM plugin (protocol parser or message hook, see plugins/sdk); repeatable.
+    #[arg(long = "plugin", value_name = "FILE.wasm")]
+    plugins: Vec<PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
 enum FormatArg {
     Table,
     Jsonl,
+    Parquet,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -93,6 +119,7 @@ fn main() -> ExitCode {
     let res = match cli.cmd {
         Cmd::Analyze { file, common } => analyze(&file, &common),
         Cmd::Run { interface, filter, duration, common } => run_live(&interface, filter, duration, &common),
+        Cmd::Query { dir, sql, format } => store_cmd::query(&dir, &sql, format),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,
@@ -111,7 +138,7 @@ fn pipeline_config(common: &Common) -> Result<PipelineConfig, String> {
 
 fn printer(common: &Common) -> Printer {
     let format = match common.format {
-        FormatArg::Table => Format::Table,
+        FormatArg::Table | FormatArg::Parquet => Format::Table,
         FormatArg::Jsonl => Format::Jsonl,
     };
     let emit = match common.emit {
@@ -120,16 +147,27 @@ fn printer(common: &Common) -> Printer {
         EmitArg::Messages => Emit::Messages,
         EmitArg::Metrics => Emit::Metrics,
     };
-    Printer::new(format, emit, common.limit)
+    Printer::new(format, emit, common.limit, common.normalize_routes)
 }
 
-fn observer(common: &Common) -> L7Observer {
+fn observer(common: &Common) -> Result<L7Observer, String> {
     let emit = if matches!(common.emit, EmitArg::Messages) { EmitMode::Messages } else { EmitMode::Sessions };
     let mut cfg = L7Config { emit, ..L7Config::default() };
     if common.no_l7 {
         cfg.enabled_protocols = vec!["none".to_string()];
     }
-    L7Observer::new(cfg)
+    let mut obs = L7Observer::new(cfg);
+    let limits = deepflow_protocols::wasm::WasmLimits::default();
+    let plugins = common
+        .plugins
+        .iter()
+        .map(|p| {
+            deepflow_protocols::wasm::WasmPlugin::from_file(p, limits.clone())
+                .map_err(|e| format!("--plugin {}: {e}", p.display()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    deepflow_protocols::wasm::install_all(obs.engine_mut(), &plugins).map_err(|e| e.to_string())?;
+    Ok(obs)
 }
 
 fn analyze(path: &Path, common: &Common) -> Result<(), String> {
@@ -137,8 +175,13 @@ fn analyze(path: &Path, common: &Common) -> Result<(), String> {
     let mut src = source::open_file(path).map_err(|e| e.to_string())?;
     let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let show_progress = !common.no_progress && size > 4 << 20 && std::io::stderr().is_terminal();
-    let mut pipe = Pipeline::new(cfg, observer(common));
+    let mut pipe = Pipeline::new(cfg, observer(common)?);
     let mut out = printer(common);
+    let mut parquet = match (common.format, &common.out) {
+        (FormatArg::Parquet, Some(dir)) => Some(store_cmd::ParquetSink::open(dir)?),
+        (FormatArg::Parquet, None) => return Err("--format parquet needs --out DIR".into()),
+        _ => None,
+    };
     let started = Instant::now();
     let mut last_draw = Instant::now();
     let mut n: u64 = 0;
@@ -150,7 +193,10 @@ fn analyze(path: &Path, common: &Common) -> Result<(), String> {
         }
         n += 1;
         if n % 4096 == 0 {
-            out.rows(&mut pipe);
+            match &mut parquet {
+                Some(p) => p.rows(&mut pipe)?,
+                None => out.rows(&mut pipe),
+            }
             if show_progress && last_draw.elapsed() > Duration::from_millis(200) {
                 last_draw = Instant::now();
                 let read = src.stats().offset;
@@ -161,6 +207,10 @@ fn analyze(path: &Path, common: &Common) -> Result<(), String> {
         }
     }
     pipe.finish();
+    if let Some(mut p) = parquet {
+        p.rows(&mut pipe)?;
+        return p.finish();
+    }
     out.rows(&mut pipe);
     if show_progress {
         eprintln!("\ranalyzing {}: 100.0% {n} packets in {:.2?}", path.display(), started.elapsed());
@@ -190,7 +240,7 @@ fn run_live(interface: &str, filter: Option<String>, duration: Option<u64>, comm
     }
     eprintln!("deepflow-agent: capturing on {interface}; Ctrl-C to stop");
     let deadline = duration.map(|s| Instant::now() + Duration::from_secs(s));
-    let mut pipe = Pipeline::new(cfg, observer(common));
+    let mut pipe = Pipeline::new(cfg, observer(common)?);
     let mut out = printer(common);
     while !stop.load(Ordering::SeqCst) && deadline.is_none_or(|d| Instant::now() < d) {
         match src.next_packet().map_err(|e| e.to_string())? {

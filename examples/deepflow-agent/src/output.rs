@@ -4,8 +4,10 @@ use std::collections::BTreeMap;
 use std::io::{BufWriter, Stdout, Write};
 
 use deepflow_capture::pipeline::Pipeline;
+use deepflow_core::record::ApplicationMetrics;
 use deepflow_core::record::{L4FlowLog, L7FlowLog, L7Protocol, LatencyHistogram, NetworkMetrics, ResponseStatus};
 use deepflow_protocols::capture::L7Observer;
+use deepflow_protocols::red::{RedAggregator, RedConfig};
 
 type Pipe = Pipeline<L7Observer>;
 
@@ -58,11 +60,14 @@ pub struct Printer {
     flows: Vec<L4FlowLog>,
     metrics: Vec<NetworkMetrics>,
     l7: Vec<L7FlowLog>,
+    app_metrics: Vec<ApplicationMetrics>,
+    /// Application RED metrics (1 s and 1 min) from every L7 row.
+    red: RedAggregator,
     totals: Totals,
 }
 
 impl Printer {
-    pub fn new(format: Format, emit: Emit, limit: usize) -> Self {
+    pub fn new(format: Format, emit: Emit, limit: usize, normalize_routes: bool) -> Self {
         Printer {
             format,
             emit,
@@ -71,6 +76,8 @@ impl Printer {
             flows: Vec::new(),
             metrics: Vec::new(),
             l7: Vec::new(),
+            app_metrics: Vec::new(),
+            red: RedAggregator::new(RedConfig { normalize_routes, ..RedConfig::default() }),
             totals: Totals::default(),
         }
     }
@@ -80,6 +87,7 @@ impl Printer {
         for r in pipe.table_mut().observer_mut().drain_rows() {
             self.totals.l7_rows += 1;
             self.account_red(&r);
+            self.red.add(&r);
             if matches!(self.emit, Emit::Sessions | Emit::Messages) {
                 match self.format {
                     Format::Jsonl => self.json(&r),
@@ -119,8 +127,23 @@ impl Printer {
                 }
             }
         }
+        let mut app = Vec::new();
+        self.red.flush(pipe.stats().last_timestamp_us, &mut app);
+        self.app_rows(app);
         if self.format == Format::Jsonl {
             let _ = self.out.flush();
+        }
+    }
+
+    fn app_rows(&mut self, rows: Vec<ApplicationMetrics>) {
+        if self.emit != Emit::Metrics {
+            return;
+        }
+        for m in rows {
+            match self.format {
+                Format::Jsonl => self.json(&m),
+                Format::Table => self.app_metrics.push(m),
+            }
         }
     }
 
@@ -133,7 +156,8 @@ impl Printer {
         );
         let e = self.totals.red.entry(key).or_default();
         let is_request = !matches!(r.log_type, deepflow_core::record::LogType::Response);
-        let is_answer = !matches!(r.log_type, deepflow_core::record::LogType::Request) || r.response_status == ResponseStatus::Timeout;
+        let is_answer = !matches!(r.log_type, deepflow_core::record::LogType::Request)
+            || r.response_status == ResponseStatus::Timeout;
         if is_request {
             e.requests += 1;
         }
@@ -160,11 +184,17 @@ impl Printer {
 
     /// Prints the table (if any) and the summary.
     pub fn finish(&mut self, pipe: &Pipe, source: &str) {
+        let mut app = Vec::new();
+        self.red.finish(&mut app);
+        self.app_rows(app);
         if self.format == Format::Table {
             match self.emit {
                 Emit::Flows => self.flow_table(),
                 Emit::Sessions | Emit::Messages => self.l7_table(),
-                Emit::Metrics => self.metrics_table(),
+                Emit::Metrics => {
+                    self.metrics_table();
+                    self.app_metrics_table();
+                }
             }
             self.red_table();
             self.summary(pipe, source);
@@ -200,7 +230,11 @@ impl Printer {
                 f.rtt,
                 f.art,
                 f.retrans_tx + f.retrans_rx,
-                if f.protocol == "TCP" { format!("{} {}", f.close_type.code(), f.close_type_name) } else { String::new() }
+                if f.protocol == "TCP" {
+                    format!("{} {}", f.close_type.code(), f.close_type_name)
+                } else {
+                    String::new()
+                }
             );
         }
         if flows.len() > shown {
@@ -280,7 +314,17 @@ impl Printer {
         let _ = writeln!(
             w,
             "{:>11} {:>4} {:<40} {:<5} {:>6} {:>6} {:>8} {:>8} {:>10} {:>10} {:>8} {:>5}",
-            "time", "int", "client -> server", "proto", "flows", "new", "pkt_tx", "pkt_rx", "byte_tx", "byte_rx", "rtt_avg",
+            "time",
+            "int",
+            "client -> server",
+            "proto",
+            "flows",
+            "new",
+            "pkt_tx",
+            "pkt_rx",
+            "byte_tx",
+            "byte_rx",
+            "rtt_avg",
             "retx"
         );
         for m in rows.iter().filter(|m| m.interval == 60).take(self.limit) {
@@ -304,6 +348,34 @@ impl Printer {
                 m.byte_rx,
                 m.rtt_sum.checked_div(m.rtt_count).unwrap_or(0),
                 m.retrans_tx + m.retrans_rx
+            );
+        }
+    }
+
+    fn app_metrics_table(&mut self) {
+        let rows = std::mem::take(&mut self.app_metrics);
+        let w = &mut self.out;
+        let _ = writeln!(w);
+        let _ = writeln!(
+            w,
+            "{:>11} {:>4} {:<9} {:<24} {:<30} {:>7} {:>6} {:>6} {:>6} {:>9} {:>9}",
+            "time", "int", "protocol", "server", "endpoint", "req", "4xx", "5xx", "tmout", "p50_us", "p99_us"
+        );
+        for m in rows.iter().filter(|m| m.interval == 60).take(self.limit) {
+            let _ = writeln!(
+                w,
+                "{:>11} {:>4} {:<9} {:<24} {:<30} {:>7} {:>6} {:>6} {:>6} {:>9} {:>9}",
+                m.time,
+                m.interval,
+                m.l7_protocol.name(),
+                endpoint(Some(m.ip_1), m.server_port, "TCP"),
+                cut(&m.endpoint, 30),
+                m.request,
+                m.client_error,
+                m.server_error,
+                m.timeout,
+                m.rrt_p50.map(|v| v.to_string()).unwrap_or_default(),
+                m.rrt_p99.map(|v| v.to_string()).unwrap_or_default()
             );
         }
     }
@@ -343,7 +415,11 @@ impl Printer {
             fs.gap_bytes
         );
         if s.fragments > 0 {
-            let _ = writeln!(w, "  IP fragments {}; datagrams reassembled {}; timed out {}", s.fragments, s.reassembled, ds.timed_out);
+            let _ = writeln!(
+                w,
+                "  IP fragments {}; datagrams reassembled {}; timed out {}",
+                s.fragments, s.reassembled, ds.timed_out
+            );
         }
         if !s.decode_errors.is_empty() {
             let errs: Vec<String> = s.decode_errors.iter().map(|(k, v)| format!("{k} {v}")).collect();

@@ -61,7 +61,8 @@ fn jsonl_flows_use_the_record_contract_names() {
     let mut n = 0;
     for line in text.lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        for k in ["ip_0", "ip_1", "client_port", "server_port", "protocol", "packet_tx", "byte_rx", "rtt", "close_type"] {
+        for k in ["ip_0", "ip_1", "client_port", "server_port", "protocol", "packet_tx", "byte_rx", "rtt", "close_type"]
+        {
             assert!(v.get(k).is_some(), "missing {k} in {line}");
         }
         n += 1;
@@ -99,4 +100,29 @@ fn bad_memory_setting_is_a_clear_error() {
     let out = agent(&["analyze", demo().to_str().unwrap(), "--max-memory", "lots"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--max-memory"));
+}
+
+#[test]
+fn metrics_include_network_and_application_rows() {
+    let out = agent(&["analyze", demo().to_str().unwrap(), "--format", "jsonl", "--emit", "metrics"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<serde_json::Value> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let net: Vec<_> = rows.iter().filter(|r| r.get("new_flow").is_some()).collect();
+    let app: Vec<_> = rows.iter().filter(|r| r.get("rrt_p99").is_some()).collect();
+    assert!(net.iter().any(|r| r["interval"] == 1) && net.iter().any(|r| r["interval"] == 60));
+    assert!(app.iter().any(|r| r["interval"] == 1) && app.iter().any(|r| r["interval"] == 60));
+    // Every HTTP request of the capture is counted once per interval.
+    let http_1m: u64 = app
+        .iter()
+        .filter(|r| r["interval"] == 60 && r["l7_protocol"] == "http")
+        .map(|r| r["request"].as_u64().unwrap())
+        .sum();
+    let http_1s: u64 = app
+        .iter()
+        .filter(|r| r["interval"] == 1 && r["l7_protocol"] == "http")
+        .map(|r| r["request"].as_u64().unwrap())
+        .sum();
+    assert!(http_1m > 40);
+    assert_eq!(http_1m, http_1s);
 }

@@ -1,0 +1,580 @@
+//! Arrow schemas of the four stored tables, defined once together with the code that fills them.
+//!
+//! Each table is a list of [`Column`]s: a DeepFlow column name, an Arrow type, a one-line doc, and
+//! a typed getter that reads the value from the record. [`Record::schema`] and
+//! [`Record::to_batch`] are both derived from that list, so the schema and the builder cannot
+//! drift apart. The column docs are also stored as Arrow field metadata (`doc`).
+//!
+//! Type conventions:
+//! - times are `Timestamp(Microsecond, "UTC")` (metrics windows too: the `time` column holds the
+//!   window start);
+//! - IP addresses are strings (`Utf8`, canonical `std::net::IpAddr` text) so that every engine
+//!   can filter them without a UDF; Parquet dictionary-encodes them per column chunk;
+//! - enums are their lowercase DeepFlow names (`l7_protocol`, `type`, `response_status`), and
+//!   `close_type` is DeepFlow's numeric code;
+//! - absent values (`Option::None` in the record) are nulls;
+//! - universal tags are `UInt32` ids, `<tag>_id_0` (client) and `<tag>_id_1` (server), with 0 for
+//!   unknown; names come from the dictionaries at query time ([`crate::query`]).
+//!
+//! | table | record | partitioned by | tag columns |
+//! |---|---|---|---|
+//! | `l4_flow_log` | [`L4FlowLog`] | `start_time` | `_0` and `_1` |
+//! | `l7_flow_log` | [`L7FlowLog`] | `start_time` | `_0` and `_1` |
+//! | `network` | [`NetworkMetrics`] | `time` | `_0` and `_1` |
+//! | `application` | [`ApplicationMetrics`] | `time` | `_1` (server) only |
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::sync::{Arc, LazyLock};
+
+use datafusion::arrow::array::{
+    ArrayRef, BooleanBuilder, Int32Builder, ListBuilder, StringBuilder, TimestampMicrosecondArray, UInt8Array,
+    UInt16Array, UInt32Array, UInt32Builder, UInt64Array, UInt64Builder,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::error::ArrowError;
+use datafusion::arrow::record_batch::RecordBatch;
+use deepflow_core::record::{ApplicationMetrics, L4FlowLog, L7FlowLog, LogType, NetworkMetrics};
+use deepflow_tagging::{TAG_COLUMNS_0, TAG_COLUMNS_1, TaggedRow, UniversalTags};
+
+/// The stored tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Table {
+    /// `l4_flow_log`: one row per flow (or per report period of a long flow).
+    L4FlowLog,
+    /// `l7_flow_log`: one row per request/response session (or message).
+    L7FlowLog,
+    /// `network`: network metrics per (ip_0, ip_1, server_port, protocol) and 1 s / 1 min window.
+    Network,
+    /// `application`: RED metrics per (ip_1, server_port, l7_protocol, endpoint) and window.
+    Application,
+}
+
+impl Table {
+    /// Every table.
+    pub const ALL: [Table; 4] = [Table::L4FlowLog, Table::L7FlowLog, Table::Network, Table::Application];
+
+    /// The table name (also the `table=<name>` directory).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Table::L4FlowLog => "l4_flow_log",
+            Table::L7FlowLog => "l7_flow_log",
+            Table::Network => "network",
+            Table::Application => "application",
+        }
+    }
+
+    /// The inverse of [`Table::name`].
+    pub fn from_name(name: &str) -> Option<Table> {
+        Table::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    /// The Arrow schema of the table.
+    pub fn schema(self) -> SchemaRef {
+        match self {
+            Table::L4FlowLog => L4FlowLog::schema(),
+            Table::L7FlowLog => L7FlowLog::schema(),
+            Table::Network => NetworkMetrics::schema(),
+            Table::Application => ApplicationMetrics::schema(),
+        }
+    }
+
+    /// Which tag sides the table carries (`[client, server]`).
+    pub const fn tag_sides(self) -> [bool; 2] {
+        match self {
+            Table::Application => [false, true],
+            _ => [true, true],
+        }
+    }
+}
+
+impl std::fmt::Display for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How a column's value is read from a record `R`.
+pub enum Getter<R> {
+    /// Microseconds since the epoch -> `Timestamp(µs, UTC)`, not null.
+    TimeUs(fn(&R) -> u64),
+    /// Seconds since the epoch -> `Timestamp(µs, UTC)`, not null.
+    TimeSecs(fn(&R) -> u64),
+    /// `UInt8`, not null.
+    U8(fn(&R) -> u8),
+    /// `UInt16`, not null.
+    U16(fn(&R) -> u16),
+    /// `UInt32`, not null.
+    U32(fn(&R) -> u32),
+    /// `UInt64`, not null.
+    U64(fn(&R) -> u64),
+    /// `UInt32`, nullable.
+    OptU32(fn(&R) -> Option<u32>),
+    /// `UInt64`, nullable.
+    OptU64(fn(&R) -> Option<u64>),
+    /// `Int32`, nullable.
+    OptI32(fn(&R) -> Option<i32>),
+    /// `Boolean`, not null.
+    Bool(fn(&R) -> bool),
+    /// `Utf8`, not null.
+    Str(fn(&R) -> &str),
+    /// `Utf8`, nullable.
+    OptStr(fn(&R) -> Option<&str>),
+    /// An IP address as `Utf8`, nullable.
+    Ip(fn(&R) -> Option<IpAddr>),
+    /// `List<Utf8>`, not null (empty list when absent).
+    StrList(fn(&R) -> &[String]),
+    /// `List<UInt32>`, not null.
+    U32List(fn(&R) -> &[u32]),
+    /// A universal tag id (`UInt32`, not null, 0 = unknown): side (0 client, 1 server) and the
+    /// index in [`UniversalTags::to_array`] order.
+    Tag(u8, usize),
+}
+
+/// One column: name, getter (which fixes the Arrow type) and doc.
+pub struct Column<R> {
+    /// DeepFlow column name.
+    pub name: &'static str,
+    /// What the column holds.
+    pub doc: &'static str,
+    /// How to read it.
+    pub get: Getter<R>,
+}
+
+impl<R> Column<R> {
+    /// The Arrow type of the column.
+    pub fn data_type(&self) -> DataType {
+        match self.get {
+            Getter::TimeUs(_) | Getter::TimeSecs(_) => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            Getter::U8(_) => DataType::UInt8,
+            Getter::U16(_) => DataType::UInt16,
+            Getter::U32(_) | Getter::OptU32(_) | Getter::Tag(..) => DataType::UInt32,
+            Getter::U64(_) | Getter::OptU64(_) => DataType::UInt64,
+            Getter::OptI32(_) => DataType::Int32,
+            Getter::Bool(_) => DataType::Boolean,
+            Getter::Str(_) | Getter::OptStr(_) | Getter::Ip(_) => DataType::Utf8,
+            Getter::StrList(_) => DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+            Getter::U32List(_) => DataType::List(Arc::new(Field::new("item", DataType::UInt32, true))),
+        }
+    }
+
+    /// True when the column may hold nulls.
+    pub fn nullable(&self) -> bool {
+        matches!(
+            self.get,
+            Getter::OptU32(_) | Getter::OptU64(_) | Getter::OptI32(_) | Getter::OptStr(_) | Getter::Ip(_)
+        )
+    }
+
+    /// The Arrow field, with the doc as `doc` metadata.
+    pub fn field(&self) -> Field {
+        Field::new(self.name, self.data_type(), self.nullable())
+            .with_metadata([("doc".to_string(), self.doc.to_string())].into_iter().collect())
+    }
+
+    fn build(&self, rows: &[TaggedRow<R>]) -> ArrayRef {
+        let n = rows.len();
+        match &self.get {
+            Getter::TimeUs(f) => Arc::new(
+                TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| f(&r.row) as i64)).with_timezone("UTC"),
+            ),
+            Getter::TimeSecs(f) => Arc::new(
+                TimestampMicrosecondArray::from_iter_values(
+                    rows.iter().map(|r| (f(&r.row) as i64).saturating_mul(1_000_000)),
+                )
+                .with_timezone("UTC"),
+            ),
+            Getter::U8(f) => Arc::new(UInt8Array::from_iter_values(rows.iter().map(|r| f(&r.row)))),
+            Getter::U16(f) => Arc::new(UInt16Array::from_iter_values(rows.iter().map(|r| f(&r.row)))),
+            Getter::U32(f) => Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| f(&r.row)))),
+            Getter::U64(f) => Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| f(&r.row)))),
+            Getter::OptU32(f) => Arc::new(rows.iter().map(|r| f(&r.row)).collect::<UInt32Array>()),
+            Getter::OptU64(f) => {
+                let mut b = UInt64Builder::with_capacity(n);
+                rows.iter().for_each(|r| b.append_option(f(&r.row)));
+                Arc::new(b.finish())
+            }
+            Getter::OptI32(f) => {
+                let mut b = Int32Builder::with_capacity(n);
+                rows.iter().for_each(|r| b.append_option(f(&r.row)));
+                Arc::new(b.finish())
+            }
+            Getter::Bool(f) => {
+                let mut b = BooleanBuilder::with_capacity(n);
+                rows.iter().for_each(|r| b.append_value(f(&r.row)));
+                Arc::new(b.finish())
+            }
+            Getter::Str(f) => {
+                let mut b = StringBuilder::with_capacity(n, n * 8);
+                rows.iter().for_each(|r| b.append_value(f(&r.row)));
+                Arc::new(b.finish())
+            }
+            Getter::OptStr(f) => {
+                let mut b = StringBuilder::with_capacity(n, n * 16);
+                rows.iter().for_each(|r| b.append_option(f(&r.row)));
+                Arc::new(b.finish())
+            }
+            Getter::Ip(f) => {
+                let mut b = StringBuilder::with_capacity(n, n * 14);
+                for r in rows {
+                    match f(&r.row) {
+                        Some(ip) => {
+                            let _ = write!(b, "{ip}");
+                            b.append_value("");
+                        }
+                        None => b.append_null(),
+                    }
+                }
+                Arc::new(b.finish())
+            }
+            Getter::StrList(f) => {
+                let mut b = ListBuilder::new(StringBuilder::new());
+                for r in rows {
+                    for s in f(&r.row) {
+                        b.values().append_value(s);
+                    }
+                    b.append(true);
+                }
+                Arc::new(b.finish())
+            }
+            Getter::U32List(f) => {
+                let mut b = ListBuilder::new(UInt32Builder::new());
+                for r in rows {
+                    b.values().append_slice(f(&r.row));
+                    b.append(true);
+                }
+                Arc::new(b.finish())
+            }
+            Getter::Tag(side, i) => {
+                let pick = |t: &UniversalTags| t.to_array().get(*i).copied().unwrap_or(0);
+                Arc::new(UInt32Array::from_iter_values(
+                    rows.iter().map(|r| if *side == 0 { pick(&r.tags_0) } else { pick(&r.tags_1) }),
+                ))
+            }
+        }
+    }
+}
+
+/// A record type the store can write: its table, its columns, and its partitioning time.
+pub trait Record: Sized + Send + 'static {
+    /// The table the record goes to.
+    const TABLE: Table;
+
+    /// The columns, in schema order.
+    fn columns() -> &'static [Column<Self>];
+
+    /// The time that picks the row's hourly partition, microseconds since the epoch.
+    fn partition_time_us(&self) -> u64;
+
+    /// A rough in-memory size, for the writer's byte-based flush policy.
+    fn approx_size(&self) -> usize {
+        std::mem::size_of::<Self>() + 2 * std::mem::size_of::<UniversalTags>()
+    }
+
+    /// The Arrow schema (cached).
+    fn schema() -> SchemaRef;
+
+    /// Builds one batch from tagged rows.
+    fn to_batch(rows: &[TaggedRow<Self>]) -> Result<RecordBatch, ArrowError> {
+        let cols: Vec<ArrayRef> = Self::columns().iter().map(|c| c.build(rows)).collect();
+        RecordBatch::try_new(Self::schema(), cols)
+    }
+}
+
+fn schema_of<R>(cols: &[Column<R>]) -> SchemaRef {
+    Arc::new(Schema::new(cols.iter().map(Column::field).collect::<Vec<_>>()))
+}
+
+const TAG_DOCS: [&str; 12] = [
+    "region id (dictionary `region`), 0 = unknown",
+    "availability zone id (dictionary `az`), 0 = unknown",
+    "host id (dictionary `host`), 0 = unknown",
+    "VPC id (dictionary `l3_epc`), 0 = unknown",
+    "subnet id (dictionary `subnet`), 0 = unknown",
+    "Kubernetes cluster id (dictionary `pod_cluster`), 0 = unknown",
+    "namespace id (dictionary `pod_ns`), 0 = unknown",
+    "node id (dictionary `pod_node`), 0 = unknown",
+    "workload id (dictionary `pod_group`), 0 = unknown",
+    "pod id (dictionary `pod`), 0 = unknown",
+    "service id (dictionary `service`), 0 = unknown",
+    "process id (dictionary `gprocess`), 0 = unknown",
+];
+
+fn tag_columns<R>(sides: [bool; 2]) -> Vec<Column<R>> {
+    let mut v = Vec::new();
+    for (side, names) in [(0u8, &TAG_COLUMNS_0), (1u8, &TAG_COLUMNS_1)] {
+        if !sides[side as usize] {
+            continue;
+        }
+        for (i, name) in names.iter().enumerate() {
+            v.push(Column { name, doc: TAG_DOCS.get(i).copied().unwrap_or(""), get: Getter::Tag(side, i) });
+        }
+    }
+    v
+}
+
+macro_rules! col {
+    ($name:literal, $kind:ident, $doc:literal, |$r:ident| $e:expr) => {
+        Column::<R> { name: $name, doc: $doc, get: Getter::$kind(|$r: &R| $e) }
+    };
+}
+
+static L4_COLUMNS: LazyLock<Vec<Column<L4FlowLog>>> = LazyLock::new(|| {
+    type R = L4FlowLog;
+    let mut v: Vec<Column<R>> = vec![
+        col!("flow_id", U64, "flow id, unique per agent run", |r| r.flow_id),
+        col!("start_time", TimeUs, "first packet of the flow (or report period)", |r| r.start_time),
+        col!("end_time", TimeUs, "last packet of the flow (or report period)", |r| r.end_time),
+        col!("duration", U64, "end_time - start_time, µs", |r| r.duration),
+        col!("ip_0", Ip, "client IP (text)", |r| r.ip_0),
+        col!("ip_1", Ip, "server IP (text)", |r| r.ip_1),
+        col!("client_port", U16, "client port", |r| r.client_port),
+        col!("server_port", U16, "server port", |r| r.server_port),
+        col!("protocol", Str, "`TCP`, `UDP`, `ICMP`, ...", |r| r.protocol),
+        col!("tunnel_type", Str, "outer tunnel (`vxlan`, `gre`, ...) or empty", |r| r.tunnel_type),
+        col!("tunnel_id", U32, "tunnel id (VNI, GRE key), 0 = none", |r| r.tunnel_id),
+        col!("vlan", U16, "VLAN id, 0 = none", |r| r.vlan),
+        col!("packet_tx", U64, "packets client -> server", |r| r.packet_tx),
+        col!("packet_rx", U64, "packets server -> client", |r| r.packet_rx),
+        col!("byte_tx", U64, "bytes client -> server (frames)", |r| r.byte_tx),
+        col!("byte_rx", U64, "bytes server -> client (frames)", |r| r.byte_rx),
+        col!("l3_byte_tx", U64, "IP payload bytes client -> server", |r| r.l3_byte_tx),
+        col!("l3_byte_rx", U64, "IP payload bytes server -> client", |r| r.l3_byte_rx),
+        col!("l4_byte_tx", U64, "L4 payload bytes client -> server", |r| r.l4_byte_tx),
+        col!("l4_byte_rx", U64, "L4 payload bytes server -> client", |r| r.l4_byte_rx),
+        col!("rtt", U64, "handshake round trip, µs (0 = not measured)", |r| r.rtt),
+        col!("rtt_client", U64, "probe to client RTT, µs", |r| r.rtt_client),
+        col!("rtt_server", U64, "probe to server RTT, µs", |r| r.rtt_server),
+        col!("srt", U64, "system response time (average), µs", |r| r.srt),
+        col!("srt_max", U64, "largest system response time, µs", |r| r.srt_max),
+        col!("srt_count", U32, "samples in srt", |r| r.srt_count),
+        col!("art", U64, "application response time (average), µs", |r| r.art),
+        col!("art_max", U64, "largest application response time, µs", |r| r.art_max),
+        col!("art_count", U32, "samples in art", |r| r.art_count),
+        col!("cit", U64, "client idle time (average), µs", |r| r.cit),
+        col!("cit_count", U32, "samples in cit", |r| r.cit_count),
+        col!("retrans_tx", U32, "retransmissions client -> server", |r| r.retrans_tx),
+        col!("retrans_rx", U32, "retransmissions server -> client", |r| r.retrans_rx),
+        col!("zero_win_tx", U32, "zero windows client -> server", |r| r.zero_win_tx),
+        col!("zero_win_rx", U32, "zero windows server -> client", |r| r.zero_win_rx),
+        col!("syn_count", U32, "SYNs", |r| r.syn_count),
+        col!("synack_count", U32, "SYN-ACKs", |r| r.synack_count),
+        col!("retrans_syn", U32, "retransmitted SYNs", |r| r.retrans_syn),
+        col!("retrans_synack", U32, "retransmitted SYN-ACKs", |r| r.retrans_synack),
+        col!("fin_count", U32, "FINs", |r| r.fin_count),
+        col!("rst_count", U32, "RSTs", |r| r.rst_count),
+        col!("ooo_tx", U32, "out-of-order segments client -> server", |r| r.ooo_tx),
+        col!("ooo_rx", U32, "out-of-order segments server -> client", |r| r.ooo_rx),
+        col!("gap_tx", U64, "bytes lost to reassembly holes client -> server", |r| r.gap_tx),
+        col!("gap_rx", U64, "bytes lost to reassembly holes server -> client", |r| r.gap_rx),
+        col!("close_type", U8, "DeepFlow close code (1 normal, 2 server RST, 3 timeout, ...)", |r| r.close_type.code()),
+        col!("close_type_name", Str, "name of close_type", |r| r.close_type_name),
+        col!("l7_protocol", Str, "application protocol once detected, empty otherwise", |r| r.l7_protocol),
+        col!("is_new_flow", Bool, "the flow started in this record (SYN seen)", |r| r.is_new_flow),
+    ];
+    v.extend(tag_columns([true, true]));
+    v
+});
+
+fn log_type_name(t: LogType) -> &'static str {
+    match t {
+        LogType::Request => "request",
+        LogType::Response => "response",
+        LogType::Session => "session",
+    }
+}
+
+static L7_COLUMNS: LazyLock<Vec<Column<L7FlowLog>>> = LazyLock::new(|| {
+    type R = L7FlowLog;
+    let mut v: Vec<Column<R>> = vec![
+        col!("start_time", TimeUs, "request start (response start for response-only rows)", |r| r.start_time),
+        col!("end_time", TimeUs, "response end (request end for request-only rows)", |r| r.end_time),
+        col!("rrt", OptU64, "response time, µs; null without a request/response pair", |r| r.rrt),
+        col!("flow_id", U64, "the flow of the row (joins l4_flow_log.flow_id)", |r| r.flow_id),
+        col!("ip_0", Ip, "client IP (text)", |r| Some(r.ip_0)),
+        col!("ip_1", Ip, "server IP (text)", |r| Some(r.ip_1)),
+        col!("client_port", U16, "client port", |r| r.client_port),
+        col!("server_port", U16, "server port", |r| r.server_port),
+        col!("protocol", Str, "`TCP` or `UDP`", |r| r.protocol),
+        col!("tap_side", Str, "observation point (`c`, `s`, `local`, `rest`, ...)", |r| r.tap_side),
+        col!("signal_source", Str, "`packet`, `ebpf`, `otel`, ...", |r| r.signal_source),
+        col!("l7_protocol", Str, "lowercase protocol name (`http`, `grpc`, `dns`, ...)", |r| r.l7_protocol.name()),
+        col!("version", OptStr, "protocol version", |r| r.version.as_deref()),
+        col!("type", Str, "`request`, `response` or `session`", |r| log_type_name(r.log_type)),
+        col!("request_type", OptStr, "method / command / opcode", |r| r.request_type.as_deref()),
+        col!("request_domain", OptStr, "host / authority / database / topic", |r| r.request_domain.as_deref()),
+        col!("request_resource", OptStr, "path / query / key / SQL", |r| r.request_resource.as_deref()),
+        col!("endpoint", OptStr, "aggregation key for RED metrics", |r| r.endpoint.as_deref()),
+        col!("request_id", OptU32, "stream / transaction / correlation id", |r| r.request_id),
+        col!("response_status", Str, "`ok`, `client_error`, `server_error`, `timeout`, `unknown`", |r| r
+            .response_status
+            .name()),
+        col!("response_code", OptI32, "status code / rcode / error code", |r| r.response_code),
+        col!("response_exception", OptStr, "error text", |r| r.response_exception.as_deref()),
+        col!("response_result", OptStr, "result summary (e.g. DNS answers)", |r| r.response_result.as_deref()),
+        col!("request_length", OptU64, "request size announced by the protocol", |r| r.request_length),
+        col!("response_length", OptU64, "response size announced by the protocol", |r| r.response_length),
+        col!("trace_id", OptStr, "distributed-tracing trace id", |r| r.trace_id.as_deref()),
+        col!("span_id", OptStr, "span id", |r| r.span_id.as_deref()),
+        col!("parent_span_id", OptStr, "parent span id", |r| r.parent_span_id.as_deref()),
+        col!("x_request_id_0", OptStr, "request-side X-Request-ID", |r| r.x_request_id_0.as_deref()),
+        col!("x_request_id_1", OptStr, "response-side X-Request-ID", |r| r.x_request_id_1.as_deref()),
+        col!("http_proxy_client", OptStr, "original client from X-Forwarded-For", |r| r.http_proxy_client.as_deref()),
+        col!("attribute_names", StrList, "names of extra attributes", |r| &r.attribute_names),
+        col!("attribute_values", StrList, "values of extra attributes (parallel to names)", |r| &r.attribute_values),
+    ];
+    v.extend(tag_columns([true, true]));
+    v
+});
+
+static NETWORK_COLUMNS: LazyLock<Vec<Column<NetworkMetrics>>> = LazyLock::new(|| {
+    type R = NetworkMetrics;
+    let mut v: Vec<Column<R>> = vec![
+        col!("time", TimeSecs, "window start", |r| r.time),
+        col!("interval", U32, "window length, seconds (1 or 60)", |r| r.interval),
+        col!("ip_0", Ip, "client IP (text)", |r| r.ip_0),
+        col!("ip_1", Ip, "server IP (text)", |r| r.ip_1),
+        col!("server_port", U16, "server port", |r| r.server_port),
+        col!("protocol", Str, "`TCP`, `UDP`, ...", |r| r.protocol),
+        col!("flow", U64, "flows active in the window", |r| r.flow),
+        col!("new_flow", U64, "flows started in the window", |r| r.new_flow),
+        col!("closed_flow", U64, "flows ended in the window", |r| r.closed_flow),
+        col!("packet_tx", U64, "packets client -> server", |r| r.packet_tx),
+        col!("packet_rx", U64, "packets server -> client", |r| r.packet_rx),
+        col!("byte_tx", U64, "bytes client -> server", |r| r.byte_tx),
+        col!("byte_rx", U64, "bytes server -> client", |r| r.byte_rx),
+        col!("rtt_sum", U64, "sum of handshake RTTs, µs", |r| r.rtt_sum),
+        col!("rtt_count", U64, "RTT samples", |r| r.rtt_count),
+        col!("rtt_max", U64, "largest RTT, µs", |r| r.rtt_max),
+        col!("srt_sum", U64, "sum of system response times, µs", |r| r.srt_sum),
+        col!("srt_count", U64, "srt samples", |r| r.srt_count),
+        col!("srt_max", U64, "largest srt, µs", |r| r.srt_max),
+        col!("art_sum", U64, "sum of application response times, µs", |r| r.art_sum),
+        col!("art_count", U64, "art samples", |r| r.art_count),
+        col!("art_max", U64, "largest art, µs", |r| r.art_max),
+        col!("retrans_tx", U64, "retransmissions client -> server", |r| r.retrans_tx),
+        col!("retrans_rx", U64, "retransmissions server -> client", |r| r.retrans_rx),
+        col!("zero_win_tx", U64, "zero windows client -> server", |r| r.zero_win_tx),
+        col!("zero_win_rx", U64, "zero windows server -> client", |r| r.zero_win_rx),
+        col!("tcp_establish_fail", U64, "connection establishment failures", |r| r.tcp_establish_fail),
+        col!("client_establish_fail", U64, "establishment failures blamed on the client", |r| r.client_establish_fail),
+        col!("server_establish_fail", U64, "establishment failures blamed on the server", |r| r.server_establish_fail),
+        col!("tcp_transfer_fail", U64, "failures after establishment", |r| r.tcp_transfer_fail),
+        col!("tcp_rst_fail", U64, "resets", |r| r.tcp_rst_fail),
+        col!("tcp_timeout", U64, "transfer timeouts", |r| r.tcp_timeout),
+    ];
+    v.extend(tag_columns([true, true]));
+    v
+});
+
+static APPLICATION_COLUMNS: LazyLock<Vec<Column<ApplicationMetrics>>> = LazyLock::new(|| {
+    type R = ApplicationMetrics;
+    let mut v: Vec<Column<R>> = vec![
+        col!("time", TimeSecs, "window start", |r| r.time),
+        col!("interval", U32, "window length, seconds (1 or 60)", |r| r.interval),
+        col!("ip_1", Ip, "server IP (text)", |r| Some(r.ip_1)),
+        col!("server_port", U16, "server port", |r| r.server_port),
+        col!("l7_protocol", Str, "lowercase protocol name", |r| r.l7_protocol.name()),
+        col!("endpoint", Str, "endpoint (or `other` past the cardinality cap)", |r| r.endpoint.as_str()),
+        col!("request", U64, "requests", |r| r.request),
+        col!("response", U64, "responses", |r| r.response),
+        col!("client_error", U64, "responses with status client_error", |r| r.client_error),
+        col!("server_error", U64, "responses with status server_error", |r| r.server_error),
+        col!("timeout", U64, "requests that timed out", |r| r.timeout),
+        col!("rrt_sum", U64, "sum of response times, µs", |r| r.rrt_sum),
+        col!("rrt_count", U64, "response times summed", |r| r.rrt_count),
+        col!("rrt_max", U64, "largest response time, µs", |r| r.rrt_max),
+        col!(
+            "rrt_histogram",
+            U32List,
+            "log-bucket histogram counts (4 buckets per power of 2, µs; empty = none)",
+            |r| &r.rrt_histogram.buckets
+        ),
+        col!("rrt_p50", OptU64, "median response time, µs", |r| r.rrt_p50),
+        col!("rrt_p90", OptU64, "90th percentile response time, µs", |r| r.rrt_p90),
+        col!("rrt_p99", OptU64, "99th percentile response time, µs", |r| r.rrt_p99),
+    ];
+    v.extend(tag_columns([false, true]));
+    v
+});
+
+fn opt_len(s: &Option<String>) -> usize {
+    s.as_ref().map_or(0, String::len)
+}
+
+impl Record for L4FlowLog {
+    const TABLE: Table = Table::L4FlowLog;
+    fn columns() -> &'static [Column<Self>] {
+        &L4_COLUMNS
+    }
+    fn partition_time_us(&self) -> u64 {
+        self.start_time
+    }
+    fn schema() -> SchemaRef {
+        static S: LazyLock<SchemaRef> = LazyLock::new(|| schema_of(&L4_COLUMNS));
+        S.clone()
+    }
+}
+
+impl Record for L7FlowLog {
+    const TABLE: Table = Table::L7FlowLog;
+    fn columns() -> &'static [Column<Self>] {
+        &L7_COLUMNS
+    }
+    fn partition_time_us(&self) -> u64 {
+        self.start_time
+    }
+    fn approx_size(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + 96
+            + opt_len(&self.version)
+            + opt_len(&self.request_type)
+            + opt_len(&self.request_domain)
+            + opt_len(&self.request_resource)
+            + opt_len(&self.endpoint)
+            + opt_len(&self.response_exception)
+            + opt_len(&self.response_result)
+            + opt_len(&self.trace_id)
+            + opt_len(&self.span_id)
+            + opt_len(&self.parent_span_id)
+            + opt_len(&self.x_request_id_0)
+            + opt_len(&self.x_request_id_1)
+            + opt_len(&self.http_proxy_client)
+            + self.attribute_names.iter().chain(&self.attribute_values).map(|s| s.len() + 24).sum::<usize>()
+    }
+    fn schema() -> SchemaRef {
+        static S: LazyLock<SchemaRef> = LazyLock::new(|| schema_of(&L7_COLUMNS));
+        S.clone()
+    }
+}
+
+impl Record for NetworkMetrics {
+    const TABLE: Table = Table::Network;
+    fn columns() -> &'static [Column<Self>] {
+        &NETWORK_COLUMNS
+    }
+    fn partition_time_us(&self) -> u64 {
+        self.time.saturating_mul(1_000_000)
+    }
+    fn schema() -> SchemaRef {
+        static S: LazyLock<SchemaRef> = LazyLock::new(|| schema_of(&NETWORK_COLUMNS));
+        S.clone()
+    }
+}
+
+impl Record for ApplicationMetrics {
+    const TABLE: Table = Table::Application;
+    fn columns() -> &'static [Column<Self>] {
+        &APPLICATION_COLUMNS
+    }
+    fn partition_time_us(&self) -> u64 {
+        self.time.saturating_mul(1_000_000)
+    }
+    fn approx_size(&self) -> usize {
+        std::mem::size_of::<Self>() + 96 + self.endpoint.len() + self.rrt_histogram.buckets.len() * 4
+    }
+    fn schema() -> SchemaRef {
+        static S: LazyLock<SchemaRef> = LazyLock::new(|| schema_of(&APPLICATION_COLUMNS));
+        S.clone()
+    }
+}

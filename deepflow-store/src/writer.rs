@@ -1,0 +1,482 @@
+//! The Parquet writer: records in, immutable hourly-partitioned zstd Parquet files out.
+//!
+//! # Layout
+//! `<root>/table=<table>/date=YYYY-MM-DD/hour=HH/part-<unix ms>-<uuid>.parquet`, where the hour
+//! is taken from `start_time` (flow logs) or `time` (metrics), in UTC. File names are unique
+//! across writers (uuid v4), so several ingesters can share one root or bucket. The tag
+//! dictionaries, when a [`Tagger`] is given, go to `<root>/tags/dictionaries.txt` and the custom
+//! labels to `<root>/tags/labels.parquet` (rewritten atomically when they change).
+//!
+//! # Files
+//! zstd (level 1 by default), dictionary encoding on for every column, page-level statistics
+//! (min/max per page and row group, so time filters skip row groups), row groups of at most
+//! [`WriterOptions::row_group_rows`] rows. Rows of one flush and partition form one file.
+//!
+//! # Crash safety and the loss window
+//! Rows are buffered in memory per table and written by [`StoreWriter::flush`]. A file becomes
+//! visible only complete: local files are written under a hidden temporary name
+//! (`.tmp-<pid>-part-...`, never matched by `*.parquet`), fsynced, renamed into place, and the
+//! directory is fsynced; on an object store the `put` itself is atomic. So a crash (kill -9,
+//! power loss after `flush` returned) never leaves a partial visible file, and loses exactly the
+//! rows appended since the last completed flush. That window is bounded by the flush policy,
+//! whichever comes first:
+//! - [`WriterOptions::flush_rows`] rows buffered in one table (default 1 M),
+//! - [`WriterOptions::flush_bytes`] estimated bytes buffered over all tables (default 256 MiB),
+//! - [`WriterOptions::flush_interval`] since the last flush (default 10 s), checked on append
+//!   and on [`StoreWriter::tick`] (call it when idle).
+//!
+//! Temporary files of dead writers are removed when a writer opens the same root.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use datafusion::arrow::array::{RecordBatch, StringArray, UInt8Array, UInt32Array};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::basic::{Compression, ZstdLevel};
+use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
+use deepflow_core::record::{ApplicationMetrics, L4FlowLog, L7FlowLog, NetworkMetrics};
+use deepflow_tagging::{Endpoint, ResourceKind, RowContext, Snapshot, TaggedRow, Tagger, UniversalTags};
+
+use crate::error::{Result, StoreError};
+use crate::schema::{Record, Table};
+use crate::storage::{Hour, Storage, TEMP_PREFIX};
+
+/// Writer settings. See the [module docs](self) for what the flush settings bound.
+#[derive(Clone)]
+pub struct WriterOptions {
+    /// Flush when one table buffers this many rows.
+    pub flush_rows: usize,
+    /// Flush when all tables together buffer about this many bytes.
+    pub flush_bytes: usize,
+    /// Flush when this much time passed since the last flush.
+    pub flush_interval: Duration,
+    /// Largest Parquet row group.
+    pub row_group_rows: usize,
+    /// zstd level (1 = fastest; 3 is zstd's default).
+    pub zstd_level: i32,
+    /// Tags rows with ids (`*_id_0`/`*_id_1`) when set; otherwise every tag id is 0.
+    pub tagger: Option<Arc<Tagger>>,
+    /// VPC of the capture point, for tagging (None = the tagger's default VPC).
+    pub vpc: Option<u32>,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        WriterOptions {
+            flush_rows: 1 << 20,
+            flush_bytes: 256 << 20,
+            flush_interval: Duration::from_secs(10),
+            row_group_rows: 1 << 20,
+            zstd_level: 1,
+            tagger: None,
+            vpc: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for WriterOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriterOptions")
+            .field("flush_rows", &self.flush_rows)
+            .field("flush_bytes", &self.flush_bytes)
+            .field("flush_interval", &self.flush_interval)
+            .field("row_group_rows", &self.row_group_rows)
+            .field("zstd_level", &self.zstd_level)
+            .field("tagger", &self.tagger.is_some())
+            .field("vpc", &self.vpc)
+            .finish()
+    }
+}
+
+impl WriterOptions {
+    /// Sets the flush thresholds.
+    pub fn with_flush(mut self, rows: usize, bytes: usize, interval: Duration) -> Self {
+        self.flush_rows = rows.max(1);
+        self.flush_bytes = bytes.max(1);
+        self.flush_interval = interval;
+        self
+    }
+
+    /// Tags rows with this tagger.
+    pub fn with_tagger(mut self, tagger: Arc<Tagger>) -> Self {
+        self.tagger = Some(tagger);
+        self
+    }
+}
+
+/// Counters of a writer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    /// Rows written to files, per table in [`Table::ALL`] order.
+    pub rows: [u64; 4],
+    /// Files written.
+    pub files: u64,
+    /// Bytes of Parquet written.
+    pub bytes: u64,
+    /// Completed flushes.
+    pub flushes: u64,
+    /// Stale temporary files removed at open.
+    pub temp_files_removed: u64,
+}
+
+#[doc(hidden)]
+pub struct Buffer<R> {
+    rows: Vec<TaggedRow<R>>,
+    bytes: usize,
+}
+
+impl<R> Default for Buffer<R> {
+    fn default() -> Self {
+        Buffer { rows: Vec::new(), bytes: 0 }
+    }
+}
+
+#[derive(Default)]
+#[doc(hidden)]
+pub struct Buffers {
+    l4: Buffer<L4FlowLog>,
+    l7: Buffer<L7FlowLog>,
+    network: Buffer<NetworkMetrics>,
+    application: Buffer<ApplicationMetrics>,
+}
+
+/// Records the writer accepts: the four tables' row types.
+pub trait Storable: Record {
+    #[doc(hidden)]
+    fn buffer(b: &mut Buffers) -> &mut Buffer<Self>;
+    #[doc(hidden)]
+    fn tag(&self, snap: &Snapshot, vpc: Option<u32>) -> (UniversalTags, UniversalTags);
+}
+
+impl Storable for L4FlowLog {
+    fn buffer(b: &mut Buffers) -> &mut Buffer<Self> {
+        &mut b.l4
+    }
+    fn tag(&self, snap: &Snapshot, vpc: Option<u32>) -> (UniversalTags, UniversalTags) {
+        snap.tag_l4(self, vpc)
+    }
+}
+
+impl Storable for L7FlowLog {
+    fn buffer(b: &mut Buffers) -> &mut Buffer<Self> {
+        &mut b.l7
+    }
+    fn tag(&self, snap: &Snapshot, vpc: Option<u32>) -> (UniversalTags, UniversalTags) {
+        snap.tag_l7(self, &RowContext { vpc, ..Default::default() })
+    }
+}
+
+impl Storable for NetworkMetrics {
+    fn buffer(b: &mut Buffers) -> &mut Buffer<Self> {
+        &mut b.network
+    }
+    fn tag(&self, snap: &Snapshot, vpc: Option<u32>) -> (UniversalTags, UniversalTags) {
+        let side = |ip| Endpoint { ip, vpc, ..Default::default() };
+        snap.tag_pair(&side(self.ip_0), &side(self.ip_1))
+    }
+}
+
+impl Storable for ApplicationMetrics {
+    fn buffer(b: &mut Buffers) -> &mut Buffer<Self> {
+        &mut b.application
+    }
+    fn tag(&self, snap: &Snapshot, vpc: Option<u32>) -> (UniversalTags, UniversalTags) {
+        (UniversalTags::default(), snap.tag(&Endpoint { ip: Some(self.ip_1), vpc, ..Default::default() }))
+    }
+}
+
+/// Writes records to partitioned Parquet files. See the [module docs](self).
+///
+/// Not `Sync`: one writer per thread (or behind a mutex). Dropping the writer flushes (errors are
+/// ignored then; call [`StoreWriter::close`] to see them).
+pub struct StoreWriter {
+    storage: Storage,
+    opts: WriterOptions,
+    props: WriterProperties,
+    buf: Buffers,
+    buffered_bytes: usize,
+    appends_since_check: u32,
+    last_flush: Instant,
+    snapshot: Option<Arc<Snapshot>>,
+    tags_written: Option<(u64, usize)>,
+    stats: WriterStats,
+}
+
+impl std::fmt::Debug for StoreWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreWriter").field("storage", &self.storage).field("stats", &self.stats).finish()
+    }
+}
+
+/// Parquet writer properties used for every file of the store.
+pub fn writer_properties(row_group_rows: usize, zstd_level: i32) -> Result<WriterProperties> {
+    let level = ZstdLevel::try_new(zstd_level)?;
+    Ok(WriterProperties::builder()
+        .set_compression(Compression::ZSTD(level))
+        .set_dictionary_enabled(true)
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_max_row_group_row_count(Some(row_group_rows.max(1)))
+        .set_created_by(format!("deepflow-store {}", env!("CARGO_PKG_VERSION")))
+        .build())
+}
+
+/// Encodes batches as one Parquet file in memory.
+pub fn encode_parquet(batches: &[RecordBatch], props: &WriterProperties) -> Result<Bytes> {
+    let schema = batches.first().map(|b| b.schema()).ok_or_else(|| StoreError::Config("no batches".into()))?;
+    let mut out = Vec::new();
+    let mut w = ArrowWriter::try_new(&mut out, schema, Some(props.clone()))?;
+    for b in batches {
+        w.write(b)?;
+    }
+    w.close()?;
+    Ok(Bytes::from(out))
+}
+
+/// A new unique part file name.
+pub(crate) fn part_name() -> String {
+    let ms = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    format!("part-{ms}-{}.parquet", uuid::Uuid::new_v4().simple())
+}
+
+impl StoreWriter {
+    /// A writer over `storage`. Removes temporary files of dead writers and finishes (or rolls
+    /// back) interrupted compactions first.
+    pub fn open(storage: Storage, opts: WriterOptions) -> Result<StoreWriter> {
+        let props = writer_properties(opts.row_group_rows, opts.zstd_level)?;
+        let stats = WriterStats { temp_files_removed: remove_stale_temp_files(&storage)?, ..Default::default() };
+        crate::maintenance::recover(&storage)?;
+        Ok(StoreWriter {
+            storage,
+            opts,
+            props,
+            buf: Buffers::default(),
+            buffered_bytes: 0,
+            appends_since_check: 0,
+            last_flush: Instant::now(),
+            snapshot: None,
+            tags_written: None,
+            stats,
+        })
+    }
+
+    /// The storage written to.
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> WriterStats {
+        self.stats
+    }
+
+    /// Rows buffered (not yet in a file): what a crash now would lose.
+    pub fn buffered_rows(&self) -> usize {
+        self.buf.l4.rows.len() + self.buf.l7.rows.len() + self.buf.network.rows.len() + self.buf.application.rows.len()
+    }
+
+    /// Appends one record, tagged with the writer's tagger (all ids 0 without one). May flush.
+    pub fn append<R: Storable>(&mut self, row: R) -> Result<()> {
+        let (t0, t1) = match &self.opts.tagger {
+            Some(tagger) => {
+                let snap = self.snapshot.get_or_insert_with(|| tagger.snapshot());
+                row.tag(snap, self.opts.vpc)
+            }
+            None => Default::default(),
+        };
+        self.append_tagged(TaggedRow { row, tags_0: t0, tags_1: t1 })
+    }
+
+    /// Appends a record whose tags were already computed. May flush.
+    pub fn append_tagged<R: Storable>(&mut self, row: TaggedRow<R>) -> Result<()> {
+        let size = row.row.approx_size();
+        let b = R::buffer(&mut self.buf);
+        b.rows.push(row);
+        b.bytes += size;
+        let full = b.rows.len() >= self.opts.flush_rows;
+        self.buffered_bytes += size;
+        self.appends_since_check += 1;
+        if full || self.buffered_bytes >= self.opts.flush_bytes {
+            return self.flush();
+        }
+        if self.appends_since_check >= 1024 {
+            self.appends_since_check = 0;
+            return self.tick();
+        }
+        Ok(())
+    }
+
+    /// Appends many records.
+    pub fn extend<R: Storable>(&mut self, rows: impl IntoIterator<Item = R>) -> Result<()> {
+        for r in rows {
+            self.append(r)?;
+        }
+        Ok(())
+    }
+
+    /// Flushes if the flush interval has passed. Call it periodically when no rows arrive.
+    pub fn tick(&mut self) -> Result<()> {
+        if self.last_flush.elapsed() >= self.opts.flush_interval && self.buffered_rows() > 0 {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes every buffered row to files (one per table and hour), durably. On error the rows
+    /// of the failed table stay buffered and the next flush retries them.
+    pub fn flush(&mut self) -> Result<()> {
+        self.write_tags()?;
+        let mut b = std::mem::take(&mut self.buf);
+        let res = (|| {
+            self.write_table(&mut b.l4)?;
+            self.write_table(&mut b.l7)?;
+            self.write_table(&mut b.network)?;
+            self.write_table(&mut b.application)
+        })();
+        // keep what failed for a retry
+        self.buf = b;
+        self.buffered_bytes =
+            self.buf.l4.bytes + self.buf.l7.bytes + self.buf.network.bytes + self.buf.application.bytes;
+        self.last_flush = Instant::now();
+        self.appends_since_check = 0;
+        if res.is_ok() {
+            self.stats.flushes += 1;
+            // pick up a newer tag snapshot for the next rows
+            self.snapshot = None;
+        }
+        res
+    }
+
+    /// Flushes and closes.
+    pub fn close(mut self) -> Result<WriterStats> {
+        self.flush()?;
+        Ok(self.stats)
+    }
+
+    fn write_table<R: Record>(&mut self, b: &mut Buffer<R>) -> Result<()> {
+        if b.rows.is_empty() {
+            return Ok(());
+        }
+        // rows arrive nearly in time order: a stable sort by hour is cheap and keeps that order
+        b.rows.sort_by_key(|r| Hour::from_us(r.row.partition_time_us()));
+        let mut start = 0;
+        let res = (|| -> Result<()> {
+            while start < b.rows.len() {
+                let hour = Hour::from_us(b.rows.get(start).map(|r| r.row.partition_time_us()).unwrap_or(0));
+                let end = b
+                    .rows
+                    .iter()
+                    .skip(start)
+                    .position(|r| Hour::from_us(r.row.partition_time_us()) != hour)
+                    .map_or(b.rows.len(), |p| start + p);
+                let chunk = b.rows.get(start..end).unwrap_or(&[]);
+                let batches: Vec<RecordBatch> =
+                    chunk.chunks(self.opts.row_group_rows.max(1)).map(R::to_batch).collect::<Result<_, _>>()?;
+                let bytes = encode_parquet(&batches, &self.props)?;
+                let rel = format!("table={}/{}/{}", R::TABLE.name(), hour.dir(), part_name());
+                let len = bytes.len() as u64;
+                self.storage.put_atomic(&rel, bytes)?;
+                self.stats.files += 1;
+                self.stats.bytes += len;
+                if let Some(c) = Table::ALL.iter().position(|t| *t == R::TABLE).and_then(|i| self.stats.rows.get_mut(i))
+                {
+                    *c += (end - start) as u64;
+                }
+                start = end;
+            }
+            Ok(())
+        })();
+        // rows already in files are never written twice; the rest stay for a retry
+        let written: usize = b.rows.drain(..start).map(|r| r.row.approx_size()).sum();
+        b.bytes = b.bytes.saturating_sub(written);
+        res
+    }
+
+    /// Saves the tagger's dictionaries and labels next to the data when they changed.
+    fn write_tags(&mut self) -> Result<()> {
+        let Some(tagger) = &self.opts.tagger else { return Ok(()) };
+        let snap = tagger.snapshot();
+        let (version, dict) = tagger.with_dictionaries(|d| (d.version(), d.encode()));
+        let key = (version, snap.labels().len());
+        if self.tags_written == Some(key) {
+            return Ok(());
+        }
+        self.storage.put_atomic(crate::query::DICT_FILE, Bytes::from(dict))?;
+        let labels = labels_batch(&snap)?;
+        let bytes = encode_parquet(&[labels], &self.props)?;
+        self.storage.put_atomic(crate::query::LABELS_FILE, bytes)?;
+        self.tags_written = Some(key);
+        Ok(())
+    }
+}
+
+impl Drop for StoreWriter {
+    fn drop(&mut self) {
+        if self.buffered_rows() > 0 {
+            let _ = self.flush();
+        }
+    }
+}
+
+/// The custom-label rows of a snapshot as a batch: `kind` (dictionary kind name, e.g. `pod`),
+/// `resource_id`, `key_id`, `value_id` (ids in the `label_key` / `label_value` dictionaries),
+/// `source` (0 label, 1 annotation, 2 CMDB, 3 cloud tag).
+pub fn labels_batch(snap: &Snapshot) -> Result<RecordBatch> {
+    let l = snap.labels();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("resource_id", DataType::UInt32, false),
+        Field::new("key_id", DataType::UInt32, false),
+        Field::new("value_id", DataType::UInt32, false),
+        Field::new("source", DataType::UInt8, false),
+    ]));
+    Ok(RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from_iter_values(l.iter().map(|r| ResourceKind::name(r.kind)))),
+            Arc::new(UInt32Array::from_iter_values(l.iter().map(|r| r.resource_id))),
+            Arc::new(UInt32Array::from_iter_values(l.iter().map(|r| r.key_id))),
+            Arc::new(UInt32Array::from_iter_values(l.iter().map(|r| r.value_id))),
+            Arc::new(UInt8Array::from_iter_values(l.iter().map(|r| r.source as u8))),
+        ],
+    )?)
+}
+
+/// Removes temporary files left by writers that died (their pid is gone, or they are older
+/// than an hour). Returns how many were removed. Local directories only.
+pub fn remove_stale_temp_files(storage: &Storage) -> Result<u64> {
+    let Some(root) = storage.local_root() else { return Ok(0) };
+    let mut removed = 0;
+    let mut stack = vec![root.to_path_buf()];
+    let me = std::process::id();
+    while let Some(dir) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&dir) else { continue };
+        for e in rd.flatten() {
+            let p = e.path();
+            let Ok(ft) = e.file_type() else { continue };
+            if ft.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(rest) = name.strip_prefix(TEMP_PREFIX) else { continue };
+            let pid: Option<u32> = rest.split('-').next().and_then(|s| s.parse().ok());
+            let dead = match pid {
+                Some(p) if p == me => false,
+                Some(p) => !std::path::Path::new(&format!("/proc/{p}")).exists(),
+                None => true,
+            };
+            let old = e
+                .metadata()
+                .ok()
+                .and_then(|m| m.modified().ok())
+                .and_then(|m| m.elapsed().ok())
+                .is_some_and(|a| a > Duration::from_secs(3600));
+            if (dead || old) && std::fs::remove_file(&p).is_ok() {
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
+}

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Creates the Python virtualenv the tests use (/opt/deepflow-venv, or $DEEPFLOW_VENV) and
+# installs the Python packages into it. Idempotent: an existing venv is reused and pip is only
+# called when a package is missing.
+# Usage: scripts/install-python-deps.sh   (prints nothing when everything is there)
+set -euo pipefail
+venv=${DEEPFLOW_VENV:-/opt/deepflow-venv}
+# bindings/python: pyarrow (analyze -> Table), cffi (the C ABI), pytest.
+# deepflow-store interop tests: pyarrow, duckdb (and chdb when it installs here: optional).
+pkgs=(pyarrow cffi pytest duckdb)
+optional=(chdb)
+
+py=/usr/bin/python3
+[ -x "$py" ] || py=$(command -v python3)
+if [ ! -x "$venv/bin/python" ]; then
+  echo "install-python-deps: creating $venv" >&2
+  "$py" -m venv "$venv"
+fi
+missing=()
+for p in "${pkgs[@]}"; do
+  "$venv/bin/python" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('$p') is None)" 2>/dev/null \
+    || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-python-deps: installing ${missing[*]} into $venv" >&2
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check "${missing[@]}" >&2
+fi
+for p in "${optional[@]}"; do
+  "$venv/bin/python" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('$p') is None)" 2>/dev/null && continue
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check "$p" >&2 \
+    || echo "install-python-deps: optional $p did not install; its tests are skipped" >&2
+done
