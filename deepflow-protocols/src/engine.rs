@@ -47,6 +47,8 @@ pub struct L7Counters {
     pub tls_encrypted_records: u64,
     /// Parser calls that made no progress (a parser bug guard; the input is dropped).
     pub stalls: u64,
+    /// Flows handed to another parser after a protocol switch (HTTP/1.1 `Upgrade: h2c`).
+    pub upgrades: u64,
     /// Bytes ignored because the flow's parser finished (e.g. after a WebSocket upgrade).
     pub ignored_bytes: u64,
 }
@@ -72,6 +74,7 @@ impl L7Counters {
             rows,
             tls_encrypted_records,
             stalls,
+            upgrades,
             ignored_bytes,
         } = o;
         self.payload_calls += payload_calls;
@@ -91,6 +94,7 @@ impl L7Counters {
         self.rows += rows;
         self.tls_encrypted_records += tls_encrypted_records;
         self.stalls += stalls;
+        self.upgrades += upgrades;
         self.ignored_bytes += ignored_bytes;
     }
 }
@@ -300,6 +304,23 @@ impl L7Engine {
 
         match outcome {
             RunEnd::Done => {
+                // The flow switched protocol (HTTP/1.1 `Upgrade: h2c`): the next parser takes
+                // the rest of this chunk and everything after it.
+                if let Some(next) = inner.parser.as_mut().and_then(|p| p.upgrade(&self.cfg)) {
+                    self.counters.upgrades += 1;
+                    inner.pairing = next.pairing();
+                    st.proto = next.protocol();
+                    inner.parser = Some(next);
+                    let rest = slice.get(consumed..).unwrap_or_default().to_vec();
+                    if let Some(b) = inner.dirs.get_mut(d) {
+                        b.buf = Vec::new();
+                        b.start_ts = None;
+                    }
+                    if !rest.is_empty() {
+                        self.on_payload(st, flow, dir, ts_us, &rest, out);
+                    }
+                    return;
+                }
                 // the parser finished the flow (e.g. WebSocket upgrade)
                 self.counters.pending_dropped += inner.session.pending() as u64;
                 st.proto = inner.parser.as_ref().map_or(st.proto, |p| p.protocol());
@@ -512,7 +533,7 @@ fn run_parser(
                 }
                 session.on_message(m, *pairing, scfg, flow, counters, out);
                 if parser.is_done() {
-                    return (data.len(), RunEnd::Done);
+                    return (off, RunEnd::Done);
                 }
                 if datagram {
                     return (data.len(), RunEnd::Normal);
@@ -525,7 +546,7 @@ fn run_parser(
                 }
                 off += n.min(rest.len());
                 if parser.is_done() {
-                    return (data.len(), RunEnd::Done);
+                    return (off, RunEnd::Done);
                 }
             }
             ParseOutcome::NeedMore(_) => {

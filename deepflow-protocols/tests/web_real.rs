@@ -123,3 +123,33 @@ fn tls_server_names_match_tshark() {
         tls.iter().filter(|r| r.request_type.as_deref().is_some_and(|t| t.contains("ClientHello"))).count();
     assert_eq!(ours_hellos, hellos, "ClientHello count");
 }
+
+/// HTTP/1.1 `Upgrade: h2c` (curl --http2 against hypercorn): the `101` ends the HTTP/1 session
+/// and the HTTP/2 parser takes over, with the upgraded request as stream 1, so its response
+/// (sent only as HTTP/2) is paired with the method and path of the HTTP/1.1 request.
+#[test]
+fn h2c_upgrade_continues_as_http2() {
+    need_tshark!();
+    let pcap = fixture("h2c");
+    let rows = sessions(&pcap);
+    let h1 = of(&rows, L7Protocol::Http1);
+    let h2 = of(&rows, L7Protocol::Http2);
+    let req = tshark_fields(&pcap, "http.request", &["http.request.method", "http.request.uri"]);
+    let up = tshark_fields(&pcap, "http.response", &["http.response.code"]);
+    let st = tshark_fields(&pcap, "http2.headers.status", &["http2.headers.status"]);
+    assert_eq!(req.len(), 3, "{req:?}");
+    // HTTP/1: each upgrade request paired with its 101
+    assert_eq!(bag(h1.iter().filter_map(|r| r.response_code.map(|c| c.to_string()))), bag(column(&up, 0)));
+    assert!(h1.iter().all(|r| r.response_code == Some(101)), "{h1:?}");
+    // HTTP/2: stream 1 of each connection carries the upgraded request's method + path and the
+    // status tshark sees in the HTTP/2 HEADERS
+    let paths = bag(column(&req, 0).into_iter().zip(column(&req, 1)).map(|(m, u)| format!("{m} {u}")));
+    let ours = bag(h2
+        .iter()
+        .filter_map(|r| Some(format!("{} {}", r.request_type.as_deref()?, r.request_resource.as_deref()?))));
+    assert_eq!(ours, paths, "HTTP/2 stream 1 method + path");
+    assert_eq!(bag(h2.iter().filter_map(|r| r.response_code.map(|c| c.to_string()))), bag(column(&st, 0)));
+    let big = h2.iter().find(|r| r.request_resource.as_deref() == Some("/big")).expect("/big");
+    assert_eq!(big.trace_id.as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+    assert!(big.response_length.unwrap_or(0) >= 20_000, "{big:?}");
+}

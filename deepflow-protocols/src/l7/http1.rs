@@ -18,6 +18,7 @@ use deepflow_core::record::L7Protocol;
 use deepflow_core::{Direction, FlowInfo};
 use memchr::memchr;
 
+use super::http2::{Http2Parser, UpgradeRequest};
 use super::{L7Message, L7Parser, MessageKind, ParseCtx, ParseOutcome, Probe, http_status};
 use crate::config::L7Config;
 use crate::error::ParseErrorKind;
@@ -101,6 +102,10 @@ pub struct Http1Parser {
     dirs: [DirState; 2],
     requests: VecDeque<ReqInfo>,
     done: bool,
+    /// The last request that asked for `Upgrade: h2c` (its HTTP/2 stream 1 continues it).
+    h2c_request: Option<Box<UpgradeRequest>>,
+    /// Set by a `101` that accepted `h2c`: handed to the HTTP/2 parser by [`L7Parser::upgrade`].
+    h2c_upgraded: Option<Box<UpgradeRequest>>,
 }
 
 impl Http1Parser {
@@ -115,6 +120,8 @@ impl Http1Parser {
             dirs: [DirState::default(), DirState::default()],
             requests: VecDeque::new(),
             done: false,
+            h2c_request: None,
+            h2c_upgraded: None,
         }
     }
 }
@@ -217,6 +224,8 @@ struct Head {
     chunked: bool,
     expect_continue: bool,
     upgrade: bool,
+    /// `Upgrade` names `h2c`.
+    upgrade_h2c: bool,
 }
 
 impl Http1Parser {
@@ -265,7 +274,14 @@ impl Http1Parser {
             msg.request_resource = Some(target);
         }
         let _ = ctx;
-        let mut head = Head { msg, content_length: None, chunked: false, expect_continue: false, upgrade: false };
+        let mut head = Head {
+            msg,
+            content_length: None,
+            chunked: false,
+            expect_continue: false,
+            upgrade: false,
+            upgrade_h2c: false,
+        };
         let mut tx = TraceExtractor::new(&self.shared.trace);
         for line in it {
             if line.is_empty() || line.first().is_some_and(|c| *c == b' ' || *c == b'\t') {
@@ -295,7 +311,10 @@ impl Http1Parser {
                 6 if name.eq_ignore_ascii_case(b"expect") => {
                     head.expect_continue = value.eq_ignore_ascii_case(b"100-continue");
                 }
-                7 if name.eq_ignore_ascii_case(b"upgrade") => head.upgrade = true,
+                7 if name.eq_ignore_ascii_case(b"upgrade") => {
+                    head.upgrade = true;
+                    head.upgrade_h2c = value.split(|&c| c == b',').any(|t| trim(t).eq_ignore_ascii_case(b"h2c"));
+                }
                 _ => {
                     if let (Ok(n), Ok(v)) = (std::str::from_utf8(name), std::str::from_utf8(value)) {
                         tx.header(n, v, &mut head.msg);
@@ -351,7 +370,7 @@ impl Http1Parser {
             Ok(h) => h,
             Err(e) => return ParseOutcome::Error(e),
         };
-        let Head { mut msg, content_length, chunked, expect_continue, upgrade } = head;
+        let Head { mut msg, content_length, chunked, expect_continue, upgrade, upgrade_h2c } = head;
         let set = |dirs: &mut [DirState; 2], st: DirState| {
             if let Some(s) = dirs.get_mut(d) {
                 *s = st;
@@ -367,6 +386,7 @@ impl Http1Parser {
                 }
                 self.requests.push_back(ReqInfo { head: method == "HEAD", connect: method == "CONNECT" });
                 let _ = upgrade;
+                self.h2c_request = upgrade_h2c.then(|| Box::new(upgrade_request(&msg, block, ctx.ts_us)));
                 if chunked {
                     set(&mut self.dirs, DirState::Chunked { msg, chunk: Chunk::Size });
                     ParseOutcome::Skip(end)
@@ -402,6 +422,9 @@ impl Http1Parser {
                 let head_req = req.is_some_and(|r| r.head);
                 if code == 101 || (req.is_some_and(|r| r.connect) && (200..300).contains(&code)) {
                     self.done = true;
+                    if code == 101 && upgrade_h2c {
+                        self.h2c_upgraded = self.h2c_request.take();
+                    }
                     return ParseOutcome::Message(msg, end);
                 }
                 if head_req || code == 204 || code == 304 {
@@ -470,6 +493,8 @@ impl L7Parser for Http1Parser {
             dirs: [DirState::default(), DirState::default()],
             requests: VecDeque::new(),
             done: false,
+            h2c_request: None,
+            h2c_upgraded: None,
         })
     }
 
@@ -579,5 +604,35 @@ impl L7Parser for Http1Parser {
 
     fn is_done(&self) -> bool {
         self.done
+    }
+
+    fn upgrade(&mut self, cfg: &L7Config) -> Option<Box<dyn L7Parser>> {
+        let req = self.h2c_upgraded.take()?;
+        Some(Box::new(Http2Parser::after_upgrade(cfg, *req)))
+    }
+}
+
+/// What the HTTP/2 parser needs of a request that asked for `Upgrade: h2c` (RFC 7540 3.2):
+/// stream 1 of the upgraded connection is this request's response.
+fn upgrade_request(msg: &L7Message, block: &[u8], ts_us: u64) -> UpgradeRequest {
+    let mut headers = Vec::new();
+    let mut http2_settings = None;
+    for line in lines(block).skip(1) {
+        let Some(colon) = memchr(b':', line) else { continue };
+        let name = lossy(trim(line.get(..colon).unwrap_or_default()));
+        let value = lossy(trim(line.get(colon + 1..).unwrap_or_default()));
+        if name.eq_ignore_ascii_case("http2-settings") {
+            http2_settings = Some(value);
+        } else if !["connection", "upgrade", "host"].iter().any(|h| name.eq_ignore_ascii_case(h)) {
+            headers.push((name, value));
+        }
+    }
+    UpgradeRequest {
+        method: msg.request_type.clone().unwrap_or_default(),
+        path: msg.request_resource.clone().unwrap_or_default(),
+        authority: msg.request_domain.clone(),
+        headers,
+        start_us: ts_us,
+        http2_settings,
     }
 }

@@ -276,6 +276,13 @@ pub trait L7Parser: Send {
     fn is_done(&self) -> bool {
         false
     }
+
+    /// Called once [`L7Parser::is_done`] turns true: the parser that continues the flow in
+    /// another protocol, if the flow switched to one the engine can parse (HTTP/1.1
+    /// `Upgrade: h2c` → HTTP/2). The engine feeds it the bytes after the switch.
+    fn upgrade(&mut self, _cfg: &L7Config) -> Option<Box<dyn L7Parser>> {
+        None
+    }
 }
 
 /// The built-in parsers enabled in `cfg`, in registration order.
