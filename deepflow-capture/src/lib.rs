@@ -13,3 +13,5 @@ pub mod defrag;
 pub mod flow;
 pub mod pipeline;
 pub mod source;
+#[cfg(all(feature = "ebpf", target_os = "linux"))]
+pub mod ebpf;

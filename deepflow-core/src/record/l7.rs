@@ -275,6 +275,19 @@ pub struct L7FlowLog {
     pub attribute_names: Vec<String>,
     /// Values of extra attributes.
     pub attribute_values: Vec<String>,
+    /// Client-side process id (eBPF rows seen from the client process; absent otherwise and
+    /// then not serialized).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub process_id_0: Option<u32>,
+    /// Server-side process id (eBPF rows seen from the server process).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub process_id_1: Option<u32>,
+    /// Client-side process kernel name (`comm`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub process_kname_0: Option<String>,
+    /// Server-side process kernel name (`comm`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub process_kname_1: Option<String>,
 }
 
 impl L7FlowLog {
@@ -314,6 +327,10 @@ impl L7FlowLog {
             http_proxy_client: None,
             attribute_names: Vec::new(),
             attribute_values: Vec::new(),
+            process_id_0: None,
+            process_id_1: None,
+            process_kname_0: None,
+            process_kname_1: None,
         }
     }
 

@@ -1,0 +1,485 @@
+// SPDX-License-Identifier: GPL-2.0-only OR Apache-2.0
+/*
+ * Socket tracer: syscall tracepoints only (no kprobes), CO-RE reads of the task's fd table.
+ *
+ * sys_enter_* saves the arguments per thread (args map, keyed by pid_tgid); sys_exit_* takes
+ * them back, resolves fd -> struct file -> struct socket -> struct sock through
+ * task->files->fdt->fd[fd], keeps only AF_INET/AF_INET6 TCP/UDP sockets, copies the first
+ * df_cfg_max_data bytes of the payload from user memory, and writes one record to the ring
+ * buffer. A full ring buffer drops the record and counts it: the traced thread never waits.
+ */
+#include "vmlinux_min.h"
+#include "deepflow_shared.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define AF_INET 2
+#define AF_INET6 10
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
+#define EINPROGRESS 115
+#define IPPROTO_TCP 6
+#define IPPROTO_UDP 17
+#define SOCK_STREAM 1
+#define SOCK_DGRAM 2
+
+/* Set by user space before load (read-only data). */
+const volatile __u32 df_cfg_max_data = 1024;
+const volatile __u32 df_cfg_self_pid = 0;
+/* 0: every process; otherwise only this tgid. */
+const volatile __u32 df_cfg_target_pid = 0;
+
+struct df_args {
+	__u64 enter_ts;
+	__u64 buf;      /* buffer, iovec array or msghdr/mmsghdr */
+	__u64 count;    /* buffer size / iovec count / vlen */
+	__u32 fd;
+	__u16 syscall;
+	__u16 _pad;
+};
+
+struct df_sock_state {
+	__u64 seq;
+	__u8 role;
+	__u8 _pad[7];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct df_args);
+} df_args_map SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct df_sock_state);
+} df_socks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 * 1024 * 1024);
+} df_events SEC(".maps");
+
+struct df_event_buf {
+	struct df_socket_event hdr;
+	__u8 data[DF_MAX_DATA * 3]; /* room for the verifier: off < 4096 plus n < 8192 */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct df_event_buf);
+} df_scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct df_socket_stats);
+} df_stats SEC(".maps");
+
+struct df_iovec {
+	__u64 base;
+	__u64 len;
+};
+
+/* struct user_msghdr */
+struct df_msghdr {
+	__u64 name;
+	__s32 namelen;
+	__s32 _pad;
+	__u64 iov;
+	__u64 iovlen;
+	__u64 control;
+	__u64 controllen;
+	__u32 flags;
+	__u32 _pad2;
+};
+
+struct df_sys_enter {
+	__u64 common;
+	__s32 nr;
+	__s32 _pad;
+	__u64 args[6];
+};
+
+struct df_sys_exit {
+	__u64 common;
+	__s32 nr;
+	__s32 _pad;
+	__s64 ret;
+};
+
+static __always_inline struct df_socket_stats *stats(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&df_stats, &zero);
+}
+
+static __always_inline int wanted(__u64 pid_tgid)
+{
+	__u32 tgid = pid_tgid >> 32;
+	if (df_cfg_self_pid && tgid == df_cfg_self_pid)
+		return 0;
+	if (df_cfg_target_pid && tgid != df_cfg_target_pid)
+		return 0;
+	return 1;
+}
+
+static __always_inline int save_args(struct df_sys_enter *ctx, __u16 sys, __u64 buf, __u64 count)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	if (!wanted(id))
+		return 0;
+	struct df_args a = {};
+	a.enter_ts = bpf_ktime_get_ns();
+	a.fd = (__u32)ctx->args[0];
+	a.syscall = sys;
+	a.buf = buf;
+	a.count = count;
+	bpf_map_update_elem(&df_args_map, &id, &a, BPF_ANY);
+	return 0;
+}
+
+/* fd -> struct sock, or NULL when the fd is not an INET TCP/UDP socket. */
+static __always_inline struct sock *fd_to_sock(__u32 fd)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct df_socket_stats *st = stats();
+	if (!fdt) {
+		if (st)
+			__sync_fetch_and_add(&st->fd_lookup_failed, 1);
+		return 0;
+	}
+	unsigned int max = BPF_CORE_READ(fdt, max_fds);
+	if (fd >= max)
+		return 0;
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *f = 0;
+	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f) {
+		if (st)
+			__sync_fetch_and_add(&st->fd_lookup_failed, 1);
+		return 0;
+	}
+	umode_t mode = BPF_CORE_READ(f, f_inode, i_mode);
+	if ((mode & S_IFMT) != S_IFSOCK) {
+		if (st)
+			__sync_fetch_and_add(&st->not_socket, 1);
+		return 0;
+	}
+	struct socket *sock = BPF_CORE_READ(f, private_data);
+	if (!sock)
+		return 0;
+	struct sock *sk = BPF_CORE_READ(sock, sk);
+	if (!sk)
+		return 0;
+	unsigned short family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family != AF_INET && family != AF_INET6) {
+		if (st)
+			__sync_fetch_and_add(&st->not_socket, 1);
+		return 0;
+	}
+	__u16 proto = BPF_CORE_READ(sk, sk_protocol);
+	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP) {
+		if (st)
+			__sync_fetch_and_add(&st->not_socket, 1);
+		return 0;
+	}
+	return sk;
+}
+
+static __always_inline void fill_tuple(struct sock *sk, struct df_sock_tuple *t)
+{
+	unsigned short family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	t->family = family;
+	t->l4_proto = (__u8)BPF_CORE_READ(sk, sk_protocol);
+	t->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	t->dport = __builtin_bswap16(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (family == AF_INET) {
+		__u32 s = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		__u32 d = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		__builtin_memcpy(t->saddr, &s, 4);
+		__builtin_memcpy(t->daddr, &d, 4);
+	} else {
+		BPF_CORE_READ_INTO(&t->saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&t->daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+	}
+}
+
+static __always_inline struct df_event_buf *new_event(__u64 id, struct df_args *a, struct sock *sk,
+						      __u8 type, __s64 ret)
+{
+	__u32 zero = 0;
+	struct df_event_buf *e = bpf_map_lookup_elem(&df_scratch, &zero);
+	if (!e)
+		return 0;
+	struct df_socket_event *h = &e->hdr;
+	h->ts_ns = bpf_ktime_get_ns();
+	h->enter_ts_ns = a ? a->enter_ts : h->ts_ns;
+	h->sock_id = (__u64)sk;
+	h->seq = 0;
+	h->ret = ret;
+	h->pid = id >> 32;
+	h->tid = (__u32)id;
+	h->fd = a ? a->fd : 0;
+	h->data_len = 0;
+	h->syscall = a ? a->syscall : 0;
+	h->event_type = type;
+	h->direction = 0;
+	h->role = DF_ROLE_UNKNOWN;
+	h->source = DF_SRC_SYSCALL;
+	h->_pad[0] = 0;
+	h->_pad[1] = 0;
+	bpf_get_current_comm(h->comm, sizeof(h->comm));
+	__builtin_memset(&h->tuple, 0, sizeof(h->tuple));
+	fill_tuple(sk, &h->tuple);
+	return e;
+}
+
+static __always_inline void submit(void *ctx, struct df_event_buf *e)
+{
+	__u32 len = e->hdr.data_len;
+	if (len > DF_MAX_DATA)
+		len = DF_MAX_DATA;
+	struct df_socket_stats *st = stats();
+	long err = bpf_ringbuf_output(&df_events, e, sizeof(struct df_socket_event) + len, 0);
+	if (st) {
+		if (err)
+			__sync_fetch_and_add(&st->lost, 1);
+		else
+			__sync_fetch_and_add(&st->events, 1);
+	}
+}
+
+/* Copies up to `want` bytes of one user buffer at offset `off` of the event data. */
+static __always_inline __u32 copy_user(struct df_event_buf *e, __u32 off, __u64 src, __u64 want)
+{
+	if (off >= DF_MAX_DATA)
+		return 0;
+	__u32 n = want > DF_MAX_DATA ? DF_MAX_DATA : (__u32)want;
+	if (n > DF_MAX_DATA - off)
+		n = DF_MAX_DATA - off;
+	off &= DF_MAX_DATA - 1;
+	n &= (DF_MAX_DATA * 2 - 1);
+	if (n == 0)
+		return 0;
+	if (bpf_probe_read_user(&e->data[off], n, (const void *)src))
+		return 0;
+	return n;
+}
+
+static __always_inline __u8 sock_role(__u64 key)
+{
+	struct df_sock_state *s = bpf_map_lookup_elem(&df_socks, &key);
+	return s ? s->role : DF_ROLE_UNKNOWN;
+}
+
+static __always_inline __u64 next_seq(__u64 key)
+{
+	struct df_sock_state *s = bpf_map_lookup_elem(&df_socks, &key);
+	if (s)
+		return __sync_fetch_and_add(&s->seq, 1) + 1;
+	struct df_sock_state n = {};
+	n.seq = 1;
+	bpf_map_update_elem(&df_socks, &key, &n, BPF_NOEXIST);
+	return 1;
+}
+
+static __always_inline void set_role(__u64 key, __u8 role)
+{
+	struct df_sock_state *s = bpf_map_lookup_elem(&df_socks, &key);
+	if (s) {
+		s->role = role;
+		return;
+	}
+	struct df_sock_state n = {};
+	n.role = role;
+	bpf_map_update_elem(&df_socks, &key, &n, BPF_ANY);
+}
+
+/* Data syscalls: `vec` 0 = plain buffer, 1 = iovec array, 2 = msghdr, 3 = mmsghdr (first). */
+static __always_inline int data_exit(void *ctx, __s64 ret, __u8 dir, int vec)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct df_args *a = bpf_map_lookup_elem(&df_args_map, &id);
+	if (!a) {
+		return 0;
+	}
+	struct df_args args = *a;
+	bpf_map_delete_elem(&df_args_map, &id);
+	if (ret <= 0)
+		return 0;
+	struct sock *sk = fd_to_sock(args.fd);
+	if (!sk)
+		return 0;
+	__u64 key = (__u64)sk;
+	struct df_event_buf *e = new_event(id, &args, sk, DF_EV_DATA, ret);
+	if (!e)
+		return 0;
+	e->hdr.direction = dir;
+	e->hdr.role = sock_role(key);
+	e->hdr.seq = next_seq(key);
+
+	__u64 cap = df_cfg_max_data;
+	if (cap > DF_MAX_DATA)
+		cap = DF_MAX_DATA;
+	__u64 total = (__u64)ret;
+	__u64 iov = 0, iovcnt = 0;
+	if (vec == 0) {
+		e->hdr.data_len = copy_user(e, 0, args.buf, total < cap ? total : cap);
+	} else {
+		if (vec == 1) {
+			iov = args.buf;
+			iovcnt = args.count;
+		} else {
+			struct df_msghdr m = {};
+			/* mmsghdr starts with a msghdr; msg_len (bytes of message 0) follows it */
+			if (bpf_probe_read_user(&m, sizeof(m), (const void *)args.buf))
+				goto out;
+			iov = m.iov;
+			iovcnt = m.iovlen;
+			if (vec == 3) {
+				__u32 l0 = 0;
+				bpf_probe_read_user(&l0, sizeof(l0), (const void *)(args.buf + sizeof(m)));
+				total = l0;
+				e->hdr.ret = l0;
+			}
+		}
+		__u32 off = 0;
+		__u64 left = total < cap ? total : cap;
+#pragma unroll
+		for (int i = 0; i < DF_MAX_IOV; i++) {
+			if (i >= iovcnt || left == 0)
+				break;
+			struct df_iovec v = {};
+			if (bpf_probe_read_user(&v, sizeof(v), (const void *)(iov + i * sizeof(v))))
+				break;
+			__u64 want = v.len < left ? v.len : left;
+			__u32 got = copy_user(e, off, v.base, want);
+			if (got != want)
+				break;
+			off += got;
+			left -= got;
+		}
+		e->hdr.data_len = off;
+	}
+out:
+	if (e->hdr.data_len < total) {
+		struct df_socket_stats *st = stats();
+		if (st)
+			__sync_fetch_and_add(&st->truncated, 1);
+	}
+	submit(ctx, e);
+	return 0;
+}
+
+#define ENTER(name, sys, bufarg, cntarg)                                                        \
+	SEC("tracepoint/syscalls/sys_enter_" #name)                                              \
+	int df_enter_##name(struct df_sys_enter *ctx)                                            \
+	{                                                                                        \
+		return save_args(ctx, sys, ctx->args[bufarg], ctx->args[cntarg]);                \
+	}
+#define EXIT(name, dir, vec)                                                                    \
+	SEC("tracepoint/syscalls/sys_exit_" #name)                                               \
+	int df_exit_##name(struct df_sys_exit *ctx)                                              \
+	{                                                                                        \
+		return data_exit(ctx, ctx->ret, dir, vec);                                       \
+	}
+
+ENTER(read, DF_SYS_READ, 1, 2)
+EXIT(read, DF_DIR_INGRESS, 0)
+ENTER(write, DF_SYS_WRITE, 1, 2)
+EXIT(write, DF_DIR_EGRESS, 0)
+ENTER(readv, DF_SYS_READV, 1, 2)
+EXIT(readv, DF_DIR_INGRESS, 1)
+ENTER(writev, DF_SYS_WRITEV, 1, 2)
+EXIT(writev, DF_DIR_EGRESS, 1)
+ENTER(sendto, DF_SYS_SENDTO, 1, 2)
+EXIT(sendto, DF_DIR_EGRESS, 0)
+ENTER(recvfrom, DF_SYS_RECVFROM, 1, 2)
+EXIT(recvfrom, DF_DIR_INGRESS, 0)
+ENTER(sendmsg, DF_SYS_SENDMSG, 1, 2)
+EXIT(sendmsg, DF_DIR_EGRESS, 2)
+ENTER(recvmsg, DF_SYS_RECVMSG, 1, 2)
+EXIT(recvmsg, DF_DIR_INGRESS, 2)
+ENTER(sendmmsg, DF_SYS_SENDMMSG, 1, 2)
+EXIT(sendmmsg, DF_DIR_EGRESS, 3)
+ENTER(recvmmsg, DF_SYS_RECVMMSG, 1, 2)
+EXIT(recvmmsg, DF_DIR_INGRESS, 3)
+
+/* connect/accept/close: role and lifecycle records (no payload). */
+ENTER(connect, DF_SYS_CONNECT, 1, 2)
+ENTER(accept, DF_SYS_ACCEPT, 1, 2)
+ENTER(accept4, DF_SYS_ACCEPT4, 1, 2)
+
+static __always_inline int conn_exit(void *ctx, __s64 ret, int accept)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct df_args *a = bpf_map_lookup_elem(&df_args_map, &id);
+	if (!a)
+		return 0;
+	struct df_args args = *a;
+	bpf_map_delete_elem(&df_args_map, &id);
+	__u32 fd;
+	if (accept) {
+		if (ret < 0)
+			return 0;
+		fd = (__u32)ret;
+	} else {
+		if (ret != 0 && ret != -EINPROGRESS)
+			return 0;
+		fd = args.fd;
+	}
+	struct sock *sk = fd_to_sock(fd);
+	if (!sk)
+		return 0;
+	__u8 role = accept ? DF_ROLE_SERVER : DF_ROLE_CLIENT;
+	set_role((__u64)sk, role);
+	struct df_event_buf *e = new_event(id, &args, sk, accept ? DF_EV_ACCEPT : DF_EV_CONNECT, ret);
+	if (!e)
+		return 0;
+	e->hdr.fd = fd;
+	e->hdr.role = role;
+	submit(ctx, e);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_connect")
+int df_exit_connect(struct df_sys_exit *ctx) { return conn_exit(ctx, ctx->ret, 0); }
+SEC("tracepoint/syscalls/sys_exit_accept")
+int df_exit_accept(struct df_sys_exit *ctx) { return conn_exit(ctx, ctx->ret, 1); }
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int df_exit_accept4(struct df_sys_exit *ctx) { return conn_exit(ctx, ctx->ret, 1); }
+
+/* close: resolved at entry, while the fd still points to the socket. */
+SEC("tracepoint/syscalls/sys_enter_close")
+int df_enter_close(struct df_sys_enter *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	if (!wanted(id))
+		return 0;
+	__u32 fd = (__u32)ctx->args[0];
+	struct sock *sk = fd_to_sock(fd);
+	if (!sk)
+		return 0;
+	__u64 key = (__u64)sk;
+	struct df_args a = {};
+	a.enter_ts = bpf_ktime_get_ns();
+	a.fd = fd;
+	a.syscall = DF_SYS_CLOSE;
+	struct df_event_buf *e = new_event(id, &a, sk, DF_EV_CLOSE, 0);
+	if (!e)
+		return 0;
+	e->hdr.role = sock_role(key);
+	bpf_map_delete_elem(&df_socks, &key);
+	submit(ctx, e);
+	return 0;
+}

@@ -1,0 +1,161 @@
+//! The socket tracer: loads `bpf/socket_tracer.bpf.c`, attaches its syscall tracepoints and
+//! reads socket events from its ring buffer.
+//!
+//! ```no_run
+//! use deepflow_capture::ebpf::socket::{SocketTracer, SocketTracerConfig};
+//! let mut t = SocketTracer::start(&SocketTracerConfig::default()).unwrap();
+//! t.poll(std::time::Duration::from_millis(100), |ev, data| {
+//!     println!("{} {} bytes", ev.pid, data.len());
+//! });
+//! println!("{:?}", t.stats());
+//! ```
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use aya::maps::{MapData, PerCpuArray, RingBuf};
+use aya::programs::TracePoint;
+use aya::{Ebpf, EbpfLoader};
+
+use super::shared::{DfSocketEvent, DfSocketStats, DF_MAX_DATA};
+use super::{Clock, Result, attach_err, load_err, object};
+
+/// Settings of the socket tracer.
+#[derive(Debug, Clone)]
+pub struct SocketTracerConfig {
+    /// Payload bytes copied per syscall (at most 4096, `DF_MAX_DATA`).
+    pub max_data: u32,
+    /// Trace only this process (tgid); `None` traces every process but this one.
+    pub target_pid: Option<u32>,
+    /// Ring buffer size in bytes (a power of two, multiple of the page size).
+    pub ring_bytes: u32,
+}
+
+impl Default for SocketTracerConfig {
+    fn default() -> Self {
+        SocketTracerConfig { max_data: 1024, target_pid: None, ring_bytes: 8 << 20 }
+    }
+}
+
+/// Syscalls traced: (tracepoint suffix, needed). A missing optional tracepoint is skipped.
+const TRACED: [(&str, bool); 13] = [
+    ("read", true),
+    ("write", true),
+    ("readv", false),
+    ("writev", false),
+    ("sendto", false),
+    ("recvfrom", false),
+    ("sendmsg", false),
+    ("recvmsg", false),
+    ("sendmmsg", false),
+    ("recvmmsg", false),
+    ("connect", false),
+    ("accept", false),
+    ("accept4", false),
+];
+
+/// A loaded and attached socket tracer. Dropping it detaches every program.
+pub struct SocketTracer {
+    bpf: Ebpf,
+    ring: RingBuf<MapData>,
+    clock: Clock,
+    attached: Vec<String>,
+    skipped: Vec<String>,
+}
+
+impl SocketTracer {
+    /// Loads the tracer, attaches the tracepoints and starts collecting.
+    pub fn start(cfg: &SocketTracerConfig) -> Result<SocketTracer> {
+        super::check_environment()?;
+        let obj = object("socket_tracer")?;
+        let max_data = cfg.max_data.min(DF_MAX_DATA as u32);
+        let self_pid = std::process::id();
+        let target = cfg.target_pid.unwrap_or(0);
+        let ring_bytes = cfg.ring_bytes.max(4096).next_power_of_two();
+        let mut bpf = EbpfLoader::new()
+            .override_global("df_cfg_max_data", &max_data, true)
+            .override_global("df_cfg_self_pid", &self_pid, true)
+            .override_global("df_cfg_target_pid", &target, true)
+            .map_max_entries("df_events", ring_bytes)
+            .load(obj)
+            .map_err(|e| load_err("socket_tracer.bpf.o", e))?;
+        let mut attached = Vec::new();
+        let mut skipped = Vec::new();
+        let mut points: Vec<(String, String, bool)> = Vec::new();
+        for (sys, needed) in TRACED {
+            points.push((format!("df_enter_{sys}"), format!("sys_enter_{sys}"), needed));
+            points.push((format!("df_exit_{sys}"), format!("sys_exit_{sys}"), needed));
+        }
+        points.push(("df_enter_close".into(), "sys_enter_close".into(), true));
+        for (prog, tp, needed) in points {
+            let res = (|| -> Result<()> {
+                let p: &mut TracePoint = bpf
+                    .program_mut(&prog)
+                    .ok_or_else(|| load_err(&prog, "program not in object"))?
+                    .try_into()
+                    .map_err(|e| load_err(&prog, e))?;
+                p.load().map_err(|e| load_err(&prog, format!("{e} ({e:?})")))?;
+                p.attach("syscalls", &tp).map_err(|e| attach_err(&format!("syscalls/{tp}"), e))?;
+                Ok(())
+            })();
+            match res {
+                Ok(()) => attached.push(tp),
+                Err(e) if !needed => skipped.push(format!("{tp}: {e}")),
+                Err(e) => return Err(e),
+            }
+        }
+        let ring = RingBuf::try_from(bpf.take_map("df_events").ok_or_else(|| load_err("df_events", "map missing"))?)
+            .map_err(|e| load_err("df_events", e))?;
+        Ok(SocketTracer { bpf, ring, clock: Clock::now(), attached, skipped })
+    }
+
+    /// Tracepoints attached.
+    pub fn attached(&self) -> &[String] {
+        &self.attached
+    }
+
+    /// Optional tracepoints that could not be attached, with the reason.
+    pub fn skipped(&self) -> &[String] {
+        &self.skipped
+    }
+
+    /// Converts event timestamps (monotonic ns) to µs since the epoch.
+    pub fn clock(&self) -> Clock {
+        self.clock
+    }
+
+    /// Waits up to `timeout` for events, then hands every available event to `f` (header and
+    /// payload). Returns the number of events read. At most 1M events per call.
+    pub fn poll(&mut self, timeout: Duration, mut f: impl FnMut(&DfSocketEvent, &[u8])) -> usize {
+        let mut pfd = libc::pollfd { fd: self.ring.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+        // SAFETY: `pfd` is one valid pollfd for the duration of the call.
+        unsafe { libc::poll(&mut pfd, 1, ms) };
+        let mut n = 0;
+        while n < 1_000_000 {
+            let Some(item) = self.ring.next() else { break };
+            if let Some((ev, data)) = DfSocketEvent::parse(&item) {
+                f(&ev, data);
+            }
+            n += 1;
+        }
+        n
+    }
+
+    /// Kernel-side counters summed over CPUs (events written, lost to a full ring, ...).
+    pub fn stats(&self) -> DfSocketStats {
+        let mut s = DfSocketStats::default();
+        let Some(m) = self.bpf.map("df_stats") else { return s };
+        let Ok(arr) = PerCpuArray::<_, DfSocketStats>::try_from(m) else { return s };
+        if let Ok(v) = arr.get(&0, 0) {
+            for c in v.iter() {
+                s.events += c.events;
+                s.lost += c.lost;
+                s.truncated += c.truncated;
+                s.not_socket += c.not_socket;
+                s.fd_lookup_failed += c.fd_lookup_failed;
+                s.enter_missing += c.enter_missing;
+            }
+        }
+        s
+    }
+}

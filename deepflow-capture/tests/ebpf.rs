@@ -1,0 +1,127 @@
+//! The socket tracer and profiler load on this kernel and see real syscalls (root only; skips
+//! with a message otherwise). End-to-end L7 checks live in examples/deepflow-agent/tests/ebpf.rs.
+#![cfg(all(feature = "ebpf", target_os = "linux"))]
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use deepflow_capture::ebpf::shared::{self, comm_str, event_type};
+use deepflow_capture::ebpf::socket::{SocketTracer, SocketTracerConfig};
+
+fn start(cfg: &SocketTracerConfig, test: &str) -> Option<SocketTracer> {
+    match SocketTracer::start(cfg) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            eprintln!("SKIP {test}: {e}");
+            None
+        }
+    }
+}
+
+#[test]
+fn tracer_sees_curl_request_and_response_with_tuple_role_and_sequence() {
+    if Command::new("curl").arg("--version").output().is_err() {
+        eprintln!("SKIP tracer_sees_curl_request_and_response_with_tuple_role_and_sequence: curl not installed");
+        return;
+    }
+    let cfg = SocketTracerConfig { max_data: 64, ..SocketTracerConfig::default() };
+    let Some(mut t) = start(&cfg, "tracer_sees_curl_request_and_response_with_tuple_role_and_sequence") else {
+        return;
+    };
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let body = "x".repeat(300);
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = s.read(&mut buf).unwrap();
+        let resp = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+        s.write_all(resp.as_bytes()).unwrap();
+    });
+    let curl = Command::new("curl").args(["-s", "-o", "/dev/null", &format!("http://127.0.0.1:{port}/traced")]).spawn().unwrap();
+    let curl_pid = curl.id();
+    assert!(curl.wait_with_output().unwrap().status.success());
+    server.join().unwrap();
+
+    let mut evs = Vec::new();
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(3) {
+        t.poll(Duration::from_millis(100), |e, d| {
+            if e.pid == curl_pid {
+                evs.push((*e, d.to_vec()));
+            }
+        });
+        if evs.iter().any(|(e, _)| e.event_type == event_type::CLOSE) {
+            break;
+        }
+    }
+    let stats = t.stats();
+    assert!(stats.events > 0, "{stats:?}");
+    let connect = evs.iter().find(|(e, _)| e.event_type == event_type::CONNECT).expect("connect event");
+    assert_eq!(connect.0.role, shared::ROLE_CLIENT);
+    assert_eq!(connect.0.tuple.dport, port);
+    assert_eq!(&connect.0.tuple.daddr[..4], &[127, 0, 0, 1]);
+    assert_eq!(comm_str(&connect.0.comm), "curl");
+    let data: Vec<_> = evs.iter().filter(|(e, _)| e.event_type == event_type::DATA).collect();
+    let req = data.iter().find(|(e, _)| e.direction == shared::DIR_EGRESS).expect("request event");
+    assert!(req.1.starts_with(b"GET /traced HTTP/1.1\r\n"), "{:?}", String::from_utf8_lossy(&req.1));
+    assert_eq!(req.0.role, shared::ROLE_CLIENT);
+    assert_eq!(req.0.sock_id, connect.0.sock_id);
+    let resp = data.iter().find(|(e, _)| e.direction == shared::DIR_INGRESS).expect("response event");
+    assert!(resp.1.starts_with(b"HTTP/1.1 200 OK"));
+    assert!(resp.1.len() <= 64 && resp.0.ret as usize > resp.1.len(), "cap: {} of {}", resp.1.len(), resp.0.ret);
+    // per-socket sequence: 1, 2, ... in ring order
+    let seqs: Vec<u64> = data.iter().filter(|(e, _)| e.sock_id == req.0.sock_id).map(|(e, _)| e.seq).collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+    assert!(data.iter().all(|(e, _)| e.ts_ns >= e.enter_ts_ns && e.tid != 0));
+}
+
+#[test]
+fn profiler_hottest_function_of_a_cpu_burner_is_on_top() {
+    use deepflow_capture::ebpf::profiler::{Profile, Profiler, ProfilerConfig};
+    let test = "profiler_hottest_function_of_a_cpu_burner_is_on_top";
+    let dir = std::env::temp_dir().join(format!("df-prof-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = dir.join("burn.c");
+    std::fs::write(
+        &src,
+        "#include <stdint.h>\n#include <time.h>\nvolatile uint64_t sink;\n\
+         __attribute__((noinline)) void df_burn_hot(void) { for (uint64_t i = 0; i < 4000000; i++) sink += i * i; }\n\
+         __attribute__((noinline)) void df_burn_cold(void) { for (uint64_t i = 0; i < 400000; i++) sink += i; }\n\
+         int main(void) { time_t end = time(0) + 15; while (time(0) < end) { df_burn_hot(); df_burn_cold(); } return 0; }\n",
+    )
+    .unwrap();
+    let bin = dir.join("burn");
+    match Command::new("cc").args(["-O0", "-fno-omit-frame-pointer", "-o"]).arg(&bin).arg(&src).status() {
+        Ok(s) if s.success() => {}
+        other => {
+            eprintln!("SKIP {test}: cannot compile the burner with cc: {other:?}");
+            return;
+        }
+    }
+    let mut burner = Command::new(&bin).spawn().unwrap();
+    let cfg = ProfilerConfig { pid: Some(burner.id()), frequency: 99, off_cpu: true };
+    let mut p = match Profiler::start(&cfg) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = burner.kill();
+            eprintln!("SKIP {test}: {e}");
+            return;
+        }
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    let prof = p.collect().unwrap();
+    let _ = burner.kill();
+    let _ = burner.wait();
+    let (hot, n) = Profile::hottest(&prof.on_cpu).expect("samples");
+    assert_eq!(hot, "df_burn_hot", "{}", Profile::folded(&prof.on_cpu));
+    assert!(n >= 50, "{n} samples in 2 s at 99 Hz");
+    assert!(prof.on_cpu.iter().all(|s| s.pid == cfg.pid.unwrap() && s.comm == "burn"));
+    let folded = Profile::folded(&prof.on_cpu);
+    assert!(folded.lines().any(|l| l.starts_with("burn;") && l.contains(";main;df_burn_hot ")), "{folded}");
+    let files = prof.write_dir(&dir.join("out")).unwrap();
+    assert!(files.iter().any(|f| f.ends_with("on_cpu.svg")));
+    let _ = std::fs::remove_dir_all(&dir);
+}
