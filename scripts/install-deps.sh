@@ -7,7 +7,7 @@ want=${1:-test}
 
 build_pkgs=(pkg-config libpcap-dev clang llvm libbpf-dev protobuf-compiler)
 test_pkgs=(tshark tcpdump iproute2 nftables curl nginx-light dnsmasq-base bind9-dnsutils
-           iputils-ping netcat-openbsd ethtool python3)
+           iputils-ping netcat-openbsd ethtool python3 python3-venv)
 bench_pkgs=(libndpi-bin hyperfine wrk redis-server redis-tools valgrind)
 
 case "$want" in

@@ -25,6 +25,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "install-python-deps: installing ${missing[*]} into $venv" >&2
   "$venv/bin/python" -m pip install -q --disable-pip-version-check "${missing[@]}" >&2
 fi
+# deepflow-store S3 tests: moto's S3-compatible server (the `moto_server` command).
+if [ ! -x "$venv/bin/moto_server" ]; then
+  echo "install-python-deps: installing moto[server] into $venv" >&2
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check 'moto[server]' >&2
+fi
 for p in "${optional[@]}"; do
   "$venv/bin/python" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('$p') is None)" 2>/dev/null && continue
   "$venv/bin/python" -m pip install -q --disable-pip-version-check "$p" >&2 \
