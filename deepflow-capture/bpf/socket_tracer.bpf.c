@@ -133,11 +133,50 @@ static __always_inline int wanted(__u64 pid_tgid)
 	return 1;
 }
 
+/* An SSL_read/SSL_write call in progress on a thread (uprobe entry to uretprobe). */
+struct df_ssl_call {
+	__u64 enter_ts;
+	__u64 ssl;
+	__u64 buf;
+	__u64 out_len_ptr; /* _ex forms: size_t *readbytes / *written */
+	__s32 fd;          /* set by the nested read/write syscall, -1 until then */
+	__u16 syscall;
+	__u16 _pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct df_ssl_call);
+} df_ssl_calls SEC(".maps");
+
+/* SSL* -> fd, remembered from earlier calls (SSL_read may be served from OpenSSL's buffer
+ * without a syscall). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, __s32);
+} df_ssl_fds SEC(".maps");
+
+static __always_inline void note_ssl_fd(__u64 id, __u32 fd)
+{
+	struct df_ssl_call *c = bpf_map_lookup_elem(&df_ssl_calls, &id);
+	if (!c)
+		return;
+	c->fd = (__s32)fd;
+	__s32 v = (__s32)fd;
+	bpf_map_update_elem(&df_ssl_fds, &c->ssl, &v, BPF_ANY);
+}
+
 static __always_inline int save_args(struct df_sys_enter *ctx, __u16 sys, __u64 buf, __u64 count)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	if (!wanted(id))
 		return 0;
+	if (sys != DF_SYS_CONNECT && sys != DF_SYS_ACCEPT && sys != DF_SYS_ACCEPT4)
+		note_ssl_fd(id, (__u32)ctx->args[0]);
 	struct df_args a = {};
 	a.enter_ts = bpf_ktime_get_ns();
 	a.fd = (__u32)ctx->args[0];
@@ -483,3 +522,85 @@ int df_enter_close(struct df_sys_enter *ctx)
 	submit(ctx, e);
 	return 0;
 }
+
+/* ---- OpenSSL uprobes: plaintext of SSL_write/SSL_read(_ex), attached to libssl ---- */
+
+static __always_inline int ssl_enter(struct pt_regs *ctx, __u16 sys, int ex)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	if (!wanted(id))
+		return 0;
+	struct df_ssl_call c = {};
+	c.enter_ts = bpf_ktime_get_ns();
+	c.ssl = PT_REGS_PARM1(ctx);
+	c.buf = PT_REGS_PARM2(ctx);
+	c.out_len_ptr = ex ? PT_REGS_PARM4(ctx) : 0;
+	c.fd = -1;
+	c.syscall = sys;
+	bpf_map_update_elem(&df_ssl_calls, &id, &c, BPF_ANY);
+	return 0;
+}
+
+static __always_inline int ssl_exit(struct pt_regs *ctx, __u8 dir)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct df_ssl_call *cp = bpf_map_lookup_elem(&df_ssl_calls, &id);
+	if (!cp)
+		return 0;
+	struct df_ssl_call c = *cp;
+	bpf_map_delete_elem(&df_ssl_calls, &id);
+	__s64 ret = (__s64)(int)PT_REGS_RC(ctx);
+	if (c.out_len_ptr) {
+		/* _ex: 1 on success, the length is in *out_len */
+		if (ret != 1)
+			return 0;
+		__u64 n = 0;
+		if (bpf_probe_read_user(&n, sizeof(n), (const void *)c.out_len_ptr))
+			return 0;
+		ret = (__s64)n;
+	}
+	if (ret <= 0)
+		return 0;
+	__s32 fd = c.fd;
+	if (fd < 0) {
+		__s32 *f = bpf_map_lookup_elem(&df_ssl_fds, &c.ssl);
+		if (!f)
+			return 0;
+		fd = *f;
+	}
+	struct sock *sk = fd_to_sock((__u32)fd);
+	if (!sk)
+		return 0;
+	struct df_args a = {};
+	a.enter_ts = c.enter_ts;
+	a.fd = (__u32)fd;
+	a.syscall = c.syscall;
+	struct df_event_buf *e = new_event(id, &a, sk, DF_EV_DATA, ret);
+	if (!e)
+		return 0;
+	/* plaintext is its own stream: sequence under sock ^ 1 */
+	__u64 key = (__u64)sk ^ 1;
+	e->hdr.direction = dir;
+	e->hdr.role = sock_role((__u64)sk);
+	e->hdr.seq = next_seq(key);
+	e->hdr.source = DF_SRC_OPENSSL;
+	__u64 cap = df_cfg_max_data;
+	if (cap > DF_MAX_DATA)
+		cap = DF_MAX_DATA;
+	e->hdr.data_len = copy_user(e, 0, c.buf, (__u64)ret < cap ? (__u64)ret : cap);
+	submit(ctx, e);
+	return 0;
+}
+
+SEC("uprobe")
+int df_ssl_write_enter(struct pt_regs *ctx) { return ssl_enter(ctx, DF_SYS_SSL_WRITE, 0); }
+SEC("uretprobe")
+int df_ssl_write_exit(struct pt_regs *ctx) { return ssl_exit(ctx, DF_DIR_EGRESS); }
+SEC("uprobe")
+int df_ssl_read_enter(struct pt_regs *ctx) { return ssl_enter(ctx, DF_SYS_SSL_READ, 0); }
+SEC("uretprobe")
+int df_ssl_read_exit(struct pt_regs *ctx) { return ssl_exit(ctx, DF_DIR_INGRESS); }
+SEC("uprobe")
+int df_ssl_write_ex_enter(struct pt_regs *ctx) { return ssl_enter(ctx, DF_SYS_SSL_WRITE, 1); }
+SEC("uprobe")
+int df_ssl_read_ex_enter(struct pt_regs *ctx) { return ssl_enter(ctx, DF_SYS_SSL_READ, 1); }

@@ -24,6 +24,8 @@ typedef __u32 __be32;
 typedef __u32 __wsum;
 typedef __u16 umode_t;
 #define DF_HAVE_KERNEL_TYPES 1
+/* kernel register names (di, si, ...) in bpf_tracing.h */
+#define __VMLINUX_H__ 1
 
 enum bpf_map_type {
 	BPF_MAP_TYPE_HASH = 1,

@@ -69,6 +69,10 @@ pub mod syscall {
 pub const DIR_EGRESS: u8 = 0;
 /// `DF_DIR_INGRESS`: the process received the bytes.
 pub const DIR_INGRESS: u8 = 1;
+/// `DF_SRC_SYSCALL`: payload of a socket syscall.
+pub const SRC_SYSCALL: u8 = 0;
+/// `DF_SRC_OPENSSL`: plaintext of SSL_write/SSL_read (uprobes on libssl).
+pub const SRC_OPENSSL: u8 = 1;
 /// `DF_ROLE_UNKNOWN`.
 pub const ROLE_UNKNOWN: u8 = 0;
 /// `DF_ROLE_CLIENT`.

@@ -28,11 +28,55 @@ pub struct SocketTracerConfig {
     pub target_pid: Option<u32>,
     /// Ring buffer size in bytes (a power of two, multiple of the page size).
     pub ring_bytes: u32,
+    /// Attach uprobes to OpenSSL's SSL_write/SSL_read(_ex) in these libssl files (every
+    /// process mapping them, including ones started later) to see TLS plaintext. Empty: the
+    /// libssl files found by [`find_libssl`].
+    pub tls: bool,
+    /// Explicit libssl paths (used instead of the search when non-empty).
+    pub libssl: Vec<std::path::PathBuf>,
+}
+
+/// libssl shared objects on this host: the ones mapped by running processes
+/// (`/proc/*/maps`, through `/proc/PID/root`) and the usual library directories.
+pub fn find_libssl() -> Vec<std::path::PathBuf> {
+    let mut found = std::collections::BTreeSet::new();
+    for dir in ["/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib", "/lib64", "/lib"] {
+        if let Ok(rd) = std::fs::read_dir(dir) {
+            for e in rd.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if n.starts_with("libssl.so.")
+                    && let Ok(c) = std::fs::canonicalize(e.path())
+                {
+                    found.insert(c);
+                }
+            }
+        }
+    }
+    if let Ok(rd) = std::fs::read_dir("/proc") {
+        for e in rd.flatten().take(100_000) {
+            let pid = e.file_name().to_string_lossy().into_owned();
+            if !pid.bytes().all(|b| b.is_ascii_digit()) {
+                continue;
+            }
+            let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+            for l in maps.lines() {
+                if let Some(p) = l.split_whitespace().nth(5)
+                    && p.rsplit('/').next().is_some_and(|n| n.starts_with("libssl.so"))
+                {
+                    let rooted = format!("/proc/{pid}/root{p}");
+                    if let Ok(c) = std::fs::canonicalize(&rooted) {
+                        found.insert(c);
+                    }
+                }
+            }
+        }
+    }
+    found.into_iter().collect()
 }
 
 impl Default for SocketTracerConfig {
     fn default() -> Self {
-        SocketTracerConfig { max_data: 1024, target_pid: None, ring_bytes: 8 << 20 }
+        SocketTracerConfig { max_data: 1024, target_pid: None, ring_bytes: 8 << 20, tls: true, libssl: Vec::new() }
     }
 }
 
@@ -103,12 +147,21 @@ impl SocketTracer {
                 Err(e) => return Err(e),
             }
         }
+        if cfg.tls {
+            let libs = if cfg.libssl.is_empty() { find_libssl() } else { cfg.libssl.clone() };
+            for lib in libs {
+                match attach_ssl(&mut bpf, &lib) {
+                    Ok(n) => attached.push(format!("{} ({n} uprobes)", lib.display())),
+                    Err(e) => skipped.push(format!("{}: {e}", lib.display())),
+                }
+            }
+        }
         let ring = RingBuf::try_from(bpf.take_map("df_events").ok_or_else(|| load_err("df_events", "map missing"))?)
             .map_err(|e| load_err("df_events", e))?;
         Ok(SocketTracer { bpf, ring, clock: Clock::now(), attached, skipped })
     }
 
-    /// Tracepoints attached.
+    /// Tracepoints (and libssl files) attached.
     pub fn attached(&self) -> &[String] {
         &self.attached
     }
@@ -158,4 +211,38 @@ impl SocketTracer {
         }
         s
     }
+}
+
+/// Attaches the OpenSSL uprobes to one libssl file; returns how many attached.
+fn attach_ssl(bpf: &mut Ebpf, lib: &std::path::Path) -> Result<usize> {
+    use aya::programs::UProbe;
+    use aya::programs::uprobe::UProbeScope;
+    // (program, function, needed)
+    let points = [
+        ("df_ssl_write_enter", "SSL_write", true),
+        ("df_ssl_write_exit", "SSL_write", true),
+        ("df_ssl_read_enter", "SSL_read", true),
+        ("df_ssl_read_exit", "SSL_read", true),
+        ("df_ssl_write_ex_enter", "SSL_write_ex", false),
+        ("df_ssl_write_exit", "SSL_write_ex", false),
+        ("df_ssl_read_ex_enter", "SSL_read_ex", false),
+        ("df_ssl_read_exit", "SSL_read_ex", false),
+    ];
+    let mut n = 0;
+    for (prog, func, needed) in points {
+        let p: &mut UProbe = bpf
+            .program_mut(prog)
+            .ok_or_else(|| load_err(prog, "program not in object"))?
+            .try_into()
+            .map_err(|e| load_err(prog, e))?;
+        if p.fd().is_err() {
+            p.load().map_err(|e| load_err(prog, e))?;
+        }
+        match p.attach(func, lib, UProbeScope::AllProcesses) {
+            Ok(_) => n += 1,
+            Err(e) if needed => return Err(attach_err(&format!("{func} in {}", lib.display()), e)),
+            Err(_) => {}
+        }
+    }
+    Ok(n)
 }

@@ -132,8 +132,13 @@ impl<O: FlowObserver> SocketStreams<O> {
         } else {
             self.clock.to_epoch_us(ev.ts_ns)
         };
+        // TLS plaintext (OpenSSL uprobes) is a stream of its own next to the ciphertext.
+        let key = stream_key(ev.sock_id, ev.source);
+        if ev.event_type == event_type::CLOSE {
+            self.close(stream_key(ev.sock_id, shared::SRC_OPENSSL), ts_us);
+        }
         // A new socket at a reused address, or a socket we have not seen.
-        let same = self.socks.get(&ev.sock_id).is_some_and(|e| {
+        let same = self.socks.get(&key).is_some_and(|e| {
             let (l, r) = if e.local_is_client {
                 ((e.flow.client_ip, e.flow.client_port), (e.flow.server_ip, e.flow.server_port))
             } else {
@@ -142,8 +147,8 @@ impl<O: FlowObserver> SocketStreams<O> {
             l == local && r == remote && e.flow.protocol == ev.tuple.l4_proto
         });
         if !same {
-            if self.socks.contains_key(&ev.sock_id) {
-                self.close(ev.sock_id, ts_us);
+            if self.socks.contains_key(&key) {
+                self.close(key, ts_us);
             }
             if ev.event_type == event_type::CLOSE {
                 return;
@@ -151,9 +156,9 @@ impl<O: FlowObserver> SocketStreams<O> {
             if self.socks.len() >= self.max_sockets {
                 self.evict_oldest(ts_us);
             }
-            self.open(ev, local, remote, ts_us);
+            self.open(key, ev, local, remote, ts_us);
         }
-        let Some(e) = self.socks.get_mut(&ev.sock_id) else { return };
+        let Some(e) = self.socks.get_mut(&key) else { return };
         e.last_us = ts_us;
         e.proc_.tid = ev.tid;
         if e.proc_.pid != ev.pid {
@@ -186,12 +191,12 @@ impl<O: FlowObserver> SocketStreams<O> {
                     self.observer.on_gap(&mut e.st, &e.flow, dir, ts_us, missing);
                 }
             }
-            event_type::CLOSE => self.close(ev.sock_id, ts_us),
+            event_type::CLOSE => self.close(key, ts_us),
             _ => {}
         }
     }
 
-    fn open(&mut self, ev: &DfSocketEvent, local: (IpAddr, u16), remote: (IpAddr, u16), ts_us: u64) {
+    fn open(&mut self, key: u64, ev: &DfSocketEvent, local: (IpAddr, u16), remote: (IpAddr, u16), ts_us: u64) {
         let local_is_client = match ev.role {
             shared::ROLE_CLIENT => true,
             shared::ROLE_SERVER => false,
@@ -213,7 +218,7 @@ impl<O: FlowObserver> SocketStreams<O> {
         self.procs.insert(flow.flow_id, proc_.clone());
         self.counters.sockets_opened += 1;
         self.socks.insert(
-            ev.sock_id,
+            key,
             Entry { flow, proc_, local_is_client, last_seq: 0, last_us: ts_us, st: O::State::default() },
         );
     }
@@ -278,6 +283,12 @@ impl<O: FlowObserver> SocketStreams<O> {
             self.procs.remove(&id);
         }
     }
+}
+
+/// The stream of a socket: the kernel `sock` address, low bit set for TLS plaintext (the
+/// address is aligned, as the BPF side assumes for its sequence numbers).
+fn stream_key(sock_id: u64, source: u8) -> u64 {
+    if source == shared::SRC_OPENSSL { sock_id ^ 1 } else { sock_id }
 }
 
 fn guess_client(local_port: u16, remote_port: u16) -> bool {

@@ -1,0 +1,48 @@
+//! Runs the eBPF socket tracer for a while and prints what it saw: events/s, loss and stream
+//! counters (used for the overhead measurement in the README). Root only.
+//!
+//! `cargo run --release -p deepflow-capture --features ebpf --example ebpf_trace -- SECONDS [MAX_DATA]`
+#[cfg(all(feature = "ebpf", target_os = "linux"))]
+fn main() {
+    use deepflow_capture::ebpf::socket::{SocketTracer, SocketTracerConfig};
+    use deepflow_capture::ebpf::streams::SocketStreams;
+    use deepflow_capture::flow::NoL7;
+    use std::time::{Duration, Instant};
+
+    let mut args = std::env::args().skip(1);
+    let secs: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(10);
+    let max_data: u32 = args.next().and_then(|s| s.parse().ok()).unwrap_or(1024);
+    let cfg = SocketTracerConfig { max_data, ..SocketTracerConfig::default() };
+    let mut t = match SocketTracer::start(&cfg) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("ebpf_trace: {e}");
+            std::process::exit(1);
+        }
+    };
+    eprintln!("ebpf_trace: tracing for {secs} s ({} tracepoints)", t.attached().len());
+    let mut streams = SocketStreams::new(NoL7, t.clock());
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < Duration::from_secs(secs) {
+        n += t.poll(Duration::from_millis(100), |e, d| streams.on_event(e, d)) as u64;
+    }
+    let el = start.elapsed().as_secs_f64();
+    let k = t.stats();
+    let c = streams.counters();
+    println!(
+        "events {n} ({:.0}/s), kernel: written {} lost {} truncated {}, sockets {}, payload bytes {}, seq gaps {}",
+        n as f64 / el,
+        k.events,
+        k.lost,
+        k.truncated,
+        c.sockets_opened,
+        c.bytes,
+        c.seq_gaps
+    );
+}
+
+#[cfg(not(all(feature = "ebpf", target_os = "linux")))]
+fn main() {
+    eprintln!("ebpf_trace: built without the `ebpf` feature (Linux only)");
+}
