@@ -89,6 +89,9 @@ struct df_socket_event {
 	__u8 _pad[2];
 	char comm[DF_COMM_LEN];
 	struct df_sock_tuple tuple;
+	/* Thread-level request correlation: a new id when a thread reads after it wrote (a new
+	 * request arrives); everything the thread writes until its next such read carries it. */
+	__u64 syscall_trace_id;
 };
 
 /* Counters of the socket tracer, one per CPU (summed by user space). */

@@ -18,7 +18,7 @@ int main(void)
 	F(df_socket_event, tid); F(df_socket_event, fd); F(df_socket_event, data_len);
 	F(df_socket_event, syscall); F(df_socket_event, event_type); F(df_socket_event, direction);
 	F(df_socket_event, role); F(df_socket_event, source); F(df_socket_event, comm);
-	F(df_socket_event, tuple);
+	F(df_socket_event, tuple); F(df_socket_event, syscall_trace_id);
 	S(df_socket_stats);
 	F(df_socket_stats, events); F(df_socket_stats, lost); F(df_socket_stats, truncated);
 	F(df_socket_stats, not_socket); F(df_socket_stats, fd_lookup_failed);

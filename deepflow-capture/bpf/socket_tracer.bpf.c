@@ -85,6 +85,49 @@ struct {
 	__type(value, struct df_socket_stats);
 } df_stats SEC(".maps");
 
+/* Per-thread correlation state. */
+struct df_thread {
+	__u64 trace_id;
+	__u8 last_dir; /* 0xff: none yet */
+	__u8 _pad[7];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, struct df_thread);
+} df_threads SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} df_trace_counter SEC(".maps");
+
+/* The thread's syscall trace id for a DATA event in direction `dir`. */
+static __always_inline __u64 thread_trace_id(__u32 tid, __u8 dir)
+{
+	struct df_thread *t = bpf_map_lookup_elem(&df_threads, &tid);
+	if (!t) {
+		struct df_thread n = {};
+		n.last_dir = 0xff;
+		bpf_map_update_elem(&df_threads, &tid, &n, BPF_ANY);
+		t = bpf_map_lookup_elem(&df_threads, &tid);
+		if (!t)
+			return 0;
+	}
+	if (dir == DF_DIR_INGRESS && t->last_dir != DF_DIR_INGRESS) {
+		__u32 zero = 0;
+		__u64 *c = bpf_map_lookup_elem(&df_trace_counter, &zero);
+		if (c)
+			t->trace_id = __sync_fetch_and_add(c, 1) + 1;
+	}
+	t->last_dir = dir;
+	return t->trace_id;
+}
+
 struct df_iovec {
 	__u64 base;
 	__u64 len;
@@ -277,6 +320,7 @@ static __always_inline struct df_event_buf *new_event(__u64 id, struct df_args *
 	h->source = DF_SRC_SYSCALL;
 	h->_pad[0] = 0;
 	h->_pad[1] = 0;
+	h->syscall_trace_id = 0;
 	bpf_get_current_comm(h->comm, sizeof(h->comm));
 	__builtin_memset(&h->tuple, 0, sizeof(h->tuple));
 	fill_tuple(sk, &h->tuple);
@@ -366,6 +410,7 @@ static __always_inline int data_exit(void *ctx, __s64 ret, __u8 dir, int vec)
 	e->hdr.direction = dir;
 	e->hdr.role = sock_role(key);
 	e->hdr.seq = next_seq(key);
+	e->hdr.syscall_trace_id = thread_trace_id((__u32)id, dir);
 
 	__u64 cap = df_cfg_max_data;
 	if (cap > DF_MAX_DATA)
@@ -584,6 +629,7 @@ static __always_inline int ssl_exit(struct pt_regs *ctx, __u8 dir)
 	e->hdr.role = sock_role((__u64)sk);
 	e->hdr.seq = next_seq(key);
 	e->hdr.source = DF_SRC_OPENSSL;
+	e->hdr.syscall_trace_id = thread_trace_id((__u32)id, dir);
 	__u64 cap = df_cfg_max_data;
 	if (cap > DF_MAX_DATA)
 		cap = DF_MAX_DATA;

@@ -115,6 +115,7 @@ pub struct DfSocketEvent {
     pub _pad: [u8; 2],
     pub comm: [u8; DF_COMM_LEN],
     pub tuple: DfSockTuple,
+    pub syscall_trace_id: u64,
 }
 
 /// `struct df_socket_stats` (per CPU).
@@ -202,6 +203,7 @@ impl DfSocketEvent {
                 l4_proto: rd::<1>(b, t + offset_of!(DfSockTuple, l4_proto))[0],
                 _pad: 0,
             },
+            syscall_trace_id: u64::from_ne_bytes(rd(b, offset_of!(DfSocketEvent, syscall_trace_id))),
         };
         let n = (ev.data_len as usize).min(b.len() - Self::SIZE);
         let data = b.get(Self::SIZE..Self::SIZE + n).unwrap_or_default();
@@ -239,6 +241,7 @@ impl DfSocketEvent {
         put(t + offset_of!(DfSockTuple, dport), &self.tuple.dport.to_ne_bytes());
         put(t + offset_of!(DfSockTuple, family), &self.tuple.family.to_ne_bytes());
         put(t + offset_of!(DfSockTuple, l4_proto), &[self.tuple.l4_proto]);
+        put(offset_of!(DfSocketEvent, syscall_trace_id), &self.syscall_trace_id.to_ne_bytes());
         v.extend_from_slice(data);
         v
     }
@@ -318,6 +321,7 @@ mod tests {
         eq("df_socket_event.source", offset_of!(DfSocketEvent, source));
         eq("df_socket_event.comm", offset_of!(DfSocketEvent, comm));
         eq("df_socket_event.tuple", offset_of!(DfSocketEvent, tuple));
+        eq("df_socket_event.syscall_trace_id", offset_of!(DfSocketEvent, syscall_trace_id));
         eq("df_socket_stats", size_of::<DfSocketStats>());
         eq("df_socket_stats.events", offset_of!(DfSocketStats, events));
         eq("df_socket_stats.lost", offset_of!(DfSocketStats, lost));
@@ -340,7 +344,7 @@ mod tests {
 
     #[test]
     fn record_roundtrip_and_short_input() {
-        let mut e = DfSocketEvent { ts_ns: 7, pid: 42, syscall: syscall::WRITEV, role: ROLE_CLIENT, ..Default::default() };
+        let mut e = DfSocketEvent { ts_ns: 7, pid: 42, syscall_trace_id: 99, syscall: syscall::WRITEV, role: ROLE_CLIENT, ..Default::default() };
         e.comm[..4].copy_from_slice(b"curl");
         e.tuple.sport = 40000;
         e.tuple.dport = 80;

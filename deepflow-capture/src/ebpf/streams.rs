@@ -12,7 +12,7 @@
 //! The role (client or server) comes from the connect/accept the tracer saw; for sockets that
 //! existed before the tracer started it is guessed from the ports (the lower port, or the
 //! non-ephemeral one, is the server).
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use deepflow_core::record::{L4FlowLog, L7FlowLog};
@@ -70,6 +70,8 @@ pub struct SocketStreams<O: FlowObserver> {
     observer: O,
     socks: HashMap<u64, Entry<O::State>>,
     procs: HashMap<u64, ProcessInfo>,
+    /// Per flow: (time fed, direction, syscall trace id) of recent DATA events.
+    traces: HashMap<u64, VecDeque<(u64, Direction, u64)>>,
     closed: Vec<u64>,
     next_flow_id: u64,
     clock: Clock,
@@ -85,6 +87,7 @@ impl<O: FlowObserver> SocketStreams<O> {
             observer,
             socks: HashMap::new(),
             procs: HashMap::new(),
+            traces: HashMap::new(),
             closed: Vec::new(),
             next_flow_id: 1,
             clock,
@@ -182,6 +185,13 @@ impl<O: FlowObserver> SocketStreams<O> {
                 if ev.seq != 0 {
                     e.last_seq = ev.seq;
                 }
+                if ev.syscall_trace_id != 0 {
+                    let q = self.traces.entry(e.flow.flow_id).or_default();
+                    if q.len() >= MAX_TRACES_PER_FLOW {
+                        q.pop_front();
+                    }
+                    q.push_back((ts_us, dir, ev.syscall_trace_id));
+                }
                 self.counters.bytes += data.len() as u64;
                 self.observer.on_payload(&mut e.st, &e.flow, dir, ts_us, data);
                 let total = u64::try_from(ev.ret).unwrap_or(0);
@@ -269,6 +279,11 @@ impl<O: FlowObserver> SocketStreams<O> {
         for r in rows.iter_mut() {
             let Some(p) = self.procs.get(&r.flow_id) else { continue };
             r.signal_source = "ebpf";
+            if let Some(q) = self.traces.get(&r.flow_id) {
+                let find = |ts: u64, d: Direction| q.iter().rev().find(|(t, dd, _)| *t == ts && *dd == d).map(|x| x.2);
+                r.syscall_trace_id_request = find(r.start_time, Direction::ClientToServer);
+                r.syscall_trace_id_response = find(r.end_time, Direction::ServerToClient);
+            }
             if p.is_client {
                 r.tap_side = "c-p";
                 r.process_id_0 = Some(p.pid);
@@ -281,6 +296,7 @@ impl<O: FlowObserver> SocketStreams<O> {
         }
         for id in self.closed.drain(..) {
             self.procs.remove(&id);
+            self.traces.remove(&id);
         }
     }
 }
@@ -290,6 +306,9 @@ impl<O: FlowObserver> SocketStreams<O> {
 fn stream_key(sock_id: u64, source: u8) -> u64 {
     if source == shared::SRC_OPENSSL { sock_id ^ 1 } else { sock_id }
 }
+
+/// DATA events remembered per flow to find the syscall trace ids of its rows.
+const MAX_TRACES_PER_FLOW: usize = 256;
 
 fn guess_client(local_port: u16, remote_port: u16) -> bool {
     const EPHEMERAL: u16 = 32768;

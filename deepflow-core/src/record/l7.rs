@@ -288,6 +288,12 @@ pub struct L7FlowLog {
     /// Server-side process kernel name (`comm`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub process_kname_1: Option<String>,
+    /// eBPF thread correlation id of the request's syscall (see deepflow-capture's README).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub syscall_trace_id_request: Option<u64>,
+    /// eBPF thread correlation id of the response's syscall.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub syscall_trace_id_response: Option<u64>,
 }
 
 impl L7FlowLog {
@@ -331,6 +337,8 @@ impl L7FlowLog {
             process_id_1: None,
             process_kname_0: None,
             process_kname_1: None,
+            syscall_trace_id_request: None,
+            syscall_trace_id_response: None,
         }
     }
 
