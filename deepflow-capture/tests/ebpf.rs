@@ -87,10 +87,10 @@ fn profiler_hottest_function_of_a_cpu_burner_is_on_top() {
     let src = dir.join("burn.c");
     std::fs::write(
         &src,
-        "#include <stdint.h>\n#include <time.h>\nvolatile uint64_t sink;\n\
+        "#include <stdint.h>\n#include <time.h>\n#include <unistd.h>\nvolatile uint64_t sink;\n\
          __attribute__((noinline)) void df_burn_hot(void) { for (uint64_t i = 0; i < 4000000; i++) sink += i * i; }\n\
          __attribute__((noinline)) void df_burn_cold(void) { for (uint64_t i = 0; i < 400000; i++) sink += i; }\n\
-         int main(void) { time_t end = time(0) + 15; while (time(0) < end) { df_burn_hot(); df_burn_cold(); } return 0; }\n",
+         int main(void) { time_t end = time(0) + 15; while (time(0) < end) { df_burn_hot(); df_burn_cold(); usleep(1000); } return 0; }\n",
     )
     .unwrap();
     let bin = dir.join("burn");
@@ -123,8 +123,19 @@ fn profiler_hottest_function_of_a_cpu_burner_is_on_top() {
     assert!(prof.on_cpu.iter().all(|s| s.pid == cfg.pid.unwrap() && s.comm == "burn"));
     let folded = Profile::folded(&prof.on_cpu);
     assert!(folded.lines().any(|l| l.starts_with("burn;") && l.contains(";main;df_burn_hot ")), "{folded}");
+    // off-CPU: the burner sleeps 1 ms per round in nanosleep
+    let off_ns: u64 = prof.off_cpu.iter().filter(|s| s.pid == cfg.pid.unwrap()).map(|s| s.value).sum();
+    assert!(off_ns > 1_000_000, "off-CPU ns {off_ns}");
+    let sleeping: u64 = prof
+        .off_cpu
+        .iter()
+        .filter(|s| s.frames.iter().any(|f| f.contains("nanosleep") && f.ends_with("_[k]")))
+        .map(|s| s.value)
+        .sum();
+    assert!(sleeping > 0, "no nanosleep kernel stack off-CPU: {}", Profile::folded(&prof.off_cpu));
     let files = prof.write_dir(&dir.join("out")).unwrap();
     assert!(files.iter().any(|f| f.ends_with("on_cpu.svg")));
+    assert!(files.iter().any(|f| f.ends_with("off_cpu.folded")));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
