@@ -199,7 +199,12 @@ pub fn row_merged(flow: &FlowInfo, req: &L7Message, resp: &L7Message) -> L7FlowL
     r.x_request_id_0 = req.trace.x_request_id.clone();
     r.x_request_id_1 = resp.trace.x_request_id.clone();
     r.http_proxy_client = req.trace.proxy_client.clone();
-    for (n, v) in req.attributes.iter().chain(resp.attributes.iter()) {
+    for (n, v) in req.attributes.iter() {
+        r.attribute_names.push(n.clone());
+        r.attribute_values.push(v.clone());
+    }
+    // a response repeating a request attribute (same name and value) adds nothing
+    for (n, v) in resp.attributes.iter().filter(|a| !req.attributes.contains(a)) {
         r.attribute_names.push(n.clone());
         r.attribute_values.push(v.clone());
     }

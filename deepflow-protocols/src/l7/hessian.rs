@@ -6,6 +6,13 @@
 //! copied, strings are kept up to [`MAX_STRING`] bytes, list/map/object members up to
 //! [`MAX_MEMBERS`]. Recursion is capped at [`MAX_DEPTH`] and every value consumes at least one
 //! byte, so the work is linear in the input. Bad or truncated input returns `None`.
+//!
+//! It also reads the Hessian 2.0 *draft* grammar of Caucho hessian 3.0 that the Node SOFA stack
+//! (sofa-hessian-node `v3`, the default of sofa-rpc-node / sofa-bolt-node) still writes: class
+//! definitions `O <int len><type chars> <int n> <field names>`, instances `o <int ref>`, lists
+//! `V [t <u16 len><type>] [l <i32> | n <u8>] values z`, maps `M [t <type>] entries z`, `v <type
+//! ref> <len> values`, refs `R <u32>`, string/binary chunks `s`/`b`. A stream switches to it when
+//! its first `O` is followed by a length and a Java type name instead of a class reference.
 #![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]
 
 /// Nesting limit (lists, maps, objects).
@@ -75,12 +82,14 @@ pub struct Reader<'a> {
     b: &'a [u8],
     pos: usize,
     classes: Vec<(String, Vec<String>)>,
+    /// Hessian 2.0 draft grammar (see the module docs).
+    draft: bool,
 }
 
 impl<'a> Reader<'a> {
     /// A reader at the start of `b`.
     pub fn new(b: &'a [u8]) -> Self {
-        Reader { b, pos: 0, classes: Vec::new() }
+        Reader { b, pos: 0, classes: Vec::new(), draft: false }
     }
 
     /// Bytes consumed so far.
@@ -163,7 +172,7 @@ impl<'a> Reader<'a> {
         loop {
             match n {
                 Some(n) if i >= n => break,
-                None if self.peek()? == b'Z' => {
+                None if self.peek()? == self.end_tag() => {
                     self.pos += 1;
                     break;
                 }
@@ -181,7 +190,7 @@ impl<'a> Reader<'a> {
     fn map(&mut self, depth: u8) -> Option<Value> {
         let mut m = Vec::new();
         loop {
-            if self.peek()? == b'Z' {
+            if self.peek()? == self.end_tag() {
                 self.pos += 1;
                 return Some(Value::Map(m));
             }
@@ -243,11 +252,124 @@ impl<'a> Reader<'a> {
         Some(if string { Value::Str(lossy(out)) } else { Value::Bytes(total) })
     }
 
+    /// End of a variable-length list or map: `Z`, or `z` in the draft grammar.
+    fn end_tag(&self) -> u8 {
+        if self.draft { b'z' } else { b'Z' }
+    }
+
+    /// At an `O` (already consumed) of a stream not yet known to be draft: true if what follows
+    /// is a draft class definition (a length, then that many Java type-name bytes) rather than
+    /// a reference to a known class. Consumes nothing.
+    fn draft_def_follows(&mut self) -> bool {
+        let start = self.pos;
+        let len = self.int();
+        let end = self.pos;
+        self.pos = start;
+        let Some(len) = len.and_then(|l| usize::try_from(l).ok()) else { return false };
+        if len < self.classes.len() || !(1..=1024).contains(&len) {
+            return false;
+        }
+        self.b.get(end..end + len).is_some_and(|name| {
+            name.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'$' | b'_' | b'[' | b';'))
+        })
+    }
+
+    /// Draft-only forms; `None` = not one of them (the 2.0 table applies), `Some(None)` = bad.
+    fn draft_value(&mut self, t: u8, depth: u8) -> Option<Option<Value>> {
+        let v = match t {
+            b'O' => {
+                let len = usize::try_from(self.int()?).ok()?;
+                let mut name = Vec::new();
+                self.chars(len, &mut name)?;
+                let n = self.int()?;
+                if !(0..=4096).contains(&n) {
+                    return Some(None);
+                }
+                let mut fields = Vec::new();
+                for _ in 0..n {
+                    fields.push(self.string()?);
+                }
+                if self.classes.len() < MAX_CLASSES {
+                    self.classes.push((lossy(name), fields));
+                }
+                self.value_at(depth + 1)
+            }
+            b'o' => {
+                let idx = self.int()?;
+                self.object(idx, depth)
+            }
+            b'V' | b'M' => {
+                if self.peek()? == b't' {
+                    self.pos += 1;
+                    let n = self.be(2)? as usize;
+                    self.take(n)?;
+                }
+                if t == b'M' {
+                    return Some(self.map(depth));
+                }
+                match self.peek()? {
+                    b'l' => {
+                        self.pos += 1;
+                        self.take(4)?;
+                    }
+                    b'n' => {
+                        self.pos += 1;
+                        self.take(1)?;
+                    }
+                    _ => {}
+                }
+                self.members(None, depth).map(Value::List)
+            }
+            b'v' => {
+                self.int()?;
+                let n = usize::try_from(self.int()?).ok()?;
+                self.members(Some(n), depth).map(Value::List)
+            }
+            b'R' => Some(Value::Ref(i64::from(self.be(4)? as u32))),
+            b's' | b'b' => {
+                // non-final chunks, then a final `S` / `B` (or compact) chunk
+                let string = t == b's';
+                let mut out = Vec::new();
+                let mut total = 0usize;
+                let mut tag = t;
+                while tag == b's' || tag == b'b' {
+                    let n = self.be(2)? as usize;
+                    if string {
+                        self.chars(n, &mut out)?;
+                    } else {
+                        self.take(n)?;
+                        total += n;
+                    }
+                    tag = self.u8()?;
+                }
+                match self.chunked(tag, string)? {
+                    Value::Str(last) => {
+                        out.extend_from_slice(last.as_bytes());
+                        out.truncate(MAX_STRING);
+                        Some(Value::Str(lossy(out)))
+                    }
+                    Value::Bytes(n) => Some(Value::Bytes(total + n)),
+                    _ => None,
+                }
+            }
+            _ => return None,
+        };
+        Some(v)
+    }
+
     fn value_at(&mut self, depth: u8) -> Option<Value> {
         if depth > MAX_DEPTH {
             return None;
         }
         let t = self.u8()?;
+        if !self.draft && t == b'O' && self.draft_def_follows() {
+            self.draft = true;
+        }
+        if self.draft
+            && let Some(v) = self.draft_value(t, depth)
+        {
+            return v;
+        }
         Some(match t {
             0x00..=0x1f | 0x30..=0x33 | 0x52 | 0x53 => self.chunked(t, true)?,
             0x20..=0x2f | 0x34..=0x37 | 0x41 | 0x42 => self.chunked(t, false)?,
@@ -475,4 +597,32 @@ mod tests {
         assert_eq!(descriptor_params("Lx"), None);
         assert_eq!(descriptor_params("Q"), None);
     }
+
+    /// The SofaRequest body sofa-rpc-node 2.10 (sofa-hessian-node v3, Hessian 2.0 draft
+    /// grammar) sent in tests/fixtures/sofarpc/sofarpc_real.pcap.
+    #[test]
+    fn draft_grammar_of_sofa_hessian_node() {
+        let b: Vec<u8> = (0..HEX.len() / 2).map(|i| u8::from_str_radix(&HEX[2 * i..2 * i + 2], 16).unwrap()).collect();
+        let mut r = Reader::new(&b);
+        let v = r.value().unwrap();
+        let Value::Object(class, _) = &v else { panic!("{v:?}") };
+        assert_eq!(class, "com.alipay.sofa.rpc.core.request.SofaRequest");
+        assert_eq!(v.get("methodName").and_then(Value::as_str), Some("plus"));
+        assert_eq!(v.get("targetServiceUniqueName").and_then(Value::as_str), Some("com.example.rt.CalcService:1.0"));
+        assert_eq!(v.get("methodArgSigs"), Some(&Value::List(vec![Value::Str("int".into()), Value::Str("int".into())])));
+        let props = v.get("requestProps").unwrap();
+        assert_eq!(
+            props.get("rpc_trace_context.sofaTraceId").and_then(Value::as_str),
+            Some("0a0fe8bd1700000000011")
+        );
+        // the two int arguments follow the request object
+        assert_eq!(r.value(), Some(Value::Int(1)));
+        assert_eq!(r.value(), Some(Value::Int(2)));
+        assert!(r.at_end());
+        for k in 0..b.len() {
+            let mut r = Reader::new(&b[..k]);
+            while r.value().is_some() {}
+        }
+    }
+    const HEX: &str = "4fbc636f6d2e616c697061792e736f66612e7270632e636f72652e726571756573742e536f666152657175657374950a6d6574686f644e616d650d6d6574686f64417267536967731774617267657453657276696365556e697175654e616d650d7461726765744170704e616d650c7265717565737450726f70736f9004706c7573567400115b6a6176612e6c616e672e537472696e676e0203696e7403696e747a1e636f6d2e6578616d706c652e72742e43616c63536572766963653a312e304e4d1d7270635f74726163655f636f6e746578742e736f666154726163654964153061306665386264313730303030303030303031311b7270635f74726163655f636f6e746578742e736f6661527063496403302e310b7472616365706172656e7453003730302d30616637363531393136636434336464383434386562323131633830333139632d623761643662373136393230333333312d30317a9192";
 }

@@ -2,7 +2,9 @@
 //!
 //! Packets are `3-byte length | seq id | payload`; a 0xffffff length continues in the next
 //! packet. The parser follows the connection phase (server greeting, login request, auth
-//! exchange, SSL request → encrypted, compression negotiated → counted and skipped) and the
+//! exchange, SSL request → the flow is handed to the TLS parser so the handshake is still recorded;
+//! compression negotiated → the login row gets attribute `compression=zlib` and the rest of
+//! the flow is skipped: compressed packets are recognized, not decoded) and the
 //! command phase: every command starts a packet with seq id 0 (other client packets are auth
 //! or LOCAL INFILE data and are skipped), the server answers with OK / ERR / EOF or a result
 //! set (column count, column definitions, [EOF], rows, EOF/OK terminator, possibly more result
@@ -242,6 +244,8 @@ pub struct MysqlParser {
     /// The greeting was seen; the next client packet (seq 1) is the login request.
     await_login: bool,
     done: bool,
+    /// The client sent an SSLRequest: the rest of the flow is TLS (handed to the TLS parser).
+    tls_switch: bool,
     skip: [usize; 2],
     resync: [bool; 2],
     pending: VecDeque<Expect>,
@@ -264,6 +268,7 @@ impl MysqlParser {
             database: None,
             await_login: false,
             done: false,
+            tls_switch: false,
             skip: [0; 2],
             resync: [false; 2],
             pending: VecDeque::new(),
@@ -383,8 +388,9 @@ impl MysqlParser {
         let caps = if p.len() >= 4 { le32(p, 0).unwrap_or(0) } else { u32::from(le16(p, 0).unwrap_or(0)) };
         self.client_caps = caps | 1; // non-zero marks "seen"
         if caps & CLIENT_PROTOCOL_41 != 0 && p.len() == 32 && caps & CLIENT_SSL != 0 {
-            // SSL request: everything after is TLS
+            // SSL request: everything after is TLS (see `upgrade`)
             self.done = true;
+            self.tls_switch = true;
             return Ok(None);
         }
         let mut m = self.login_fields(p, false).ok_or(ParseErrorKind::Malformed)?;
@@ -502,9 +508,11 @@ impl MysqlParser {
                 (_, Some(0xff)) => return Ok(Some(self.finish_err(p))),
                 (Expect::Login { compress }, Some(0x00)) => {
                     let compress = *compress;
-                    let m = self.finish_ok(p, false, false);
+                    let mut m = self.finish_ok(p, false, false);
                     if compress {
-                        self.done = true; // compressed protocol from here on
+                        // compressed protocol from here on: recognized, not decoded
+                        m.attr("compression", "zlib");
+                        self.done = true;
                     }
                     return Ok(Some(m));
                 }
@@ -839,6 +847,15 @@ impl L7Parser for MysqlParser {
 
     fn is_done(&self) -> bool {
         self.done
+    }
+
+    /// After an SSLRequest the connection continues as TLS: the TLS parser takes over, so the
+    /// handshake (version, SNI, ALPN, alerts) is still recorded for the flow.
+    fn upgrade(&mut self, cfg: &L7Config) -> Option<Box<dyn L7Parser>> {
+        if !std::mem::take(&mut self.tls_switch) || !cfg.is_enabled(L7Protocol::Tls) {
+            return None;
+        }
+        Some(Box::new(super::tls::TlsParser::new(cfg)))
     }
 }
 

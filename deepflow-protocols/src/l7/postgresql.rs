@@ -2,7 +2,8 @@
 //!
 //! Messages are `tag | 4-byte big-endian length (including itself) | body`, except the
 //! client's first message (StartupMessage, SSLRequest, GSSENCRequest, CancelRequest) which has
-//! no tag, and the server's one-byte answer to SSLRequest/GSSENCRequest (`S` → encrypted, the
+//! no tag, and the server's one-byte answer to SSLRequest/GSSENCRequest (`S` → TLS: the flow is
+//! handed to the TLS parser, so the handshake is still recorded; `G` → GSSAPI encryption, the
 //! parser stops; `N` → plain startup follows).
 //!
 //! Rows: one per StartupMessage (`Login username: U db: D`), per simple query `Q`, per
@@ -364,6 +365,8 @@ pub struct PostgresParser {
     database: Option<String>,
     await_ssl_answer: bool,
     done: bool,
+    /// The server accepted an SSLRequest (`S`).
+    tls_switch: bool,
     skip: [usize; 2],
     resync: [bool; 2],
     pending: VecDeque<Expect>,
@@ -386,6 +389,7 @@ impl PostgresParser {
             database: None,
             await_ssl_answer: false,
             done: false,
+            tls_switch: false,
             skip: [0; 2],
             resync: [false; 2],
             pending: VecDeque::new(),
@@ -717,8 +721,11 @@ impl L7Parser for PostgresParser {
             self.await_ssl_answer = false;
             match first {
                 b'S' | b'G' => {
+                    // `S`: TLS follows (handed to the TLS parser, see `upgrade`); `G`: GSSAPI
+                    // encryption, nothing more to parse
                     self.done = true;
-                    return ParseOutcome::Skip(data.len());
+                    self.tls_switch = first == b'S';
+                    return ParseOutcome::Skip(1);
                 }
                 b'N' => return ParseOutcome::Skip(1),
                 _ => {}
@@ -802,6 +809,14 @@ impl L7Parser for PostgresParser {
 
     fn is_done(&self) -> bool {
         self.done
+    }
+
+    /// After `S` the connection continues as TLS: the TLS parser takes over the flow.
+    fn upgrade(&mut self, cfg: &L7Config) -> Option<Box<dyn L7Parser>> {
+        if !std::mem::take(&mut self.tls_switch) || !cfg.is_enabled(L7Protocol::Tls) {
+            return None;
+        }
+        Some(Box::new(super::tls::TlsParser::new(cfg)))
     }
 }
 

@@ -12,7 +12,8 @@
 //! targetServiceUniqueName) → `request_resource`, `service/method` → `endpoint`, request id →
 //! `request_id` (pairing key), response status → `response_code` (0 ok, 8 client_error,
 //! others server_error). Heartbeats are skipped. Trace: `rpc_trace_context.sofaTraceId`
-//! header (or the SofaRequest's requestProps) → trace id; `new_rpc_trace_context`
+//! header (or the SofaRequest's requestProps, nested as Java SOFARPC sends it or flat as
+//! sofa-rpc-node does) → trace id; `new_rpc_trace_context`
 //! (`tcid`/`spid`/`pspid`) → trace/span/parent span; then the configured header names.
 #![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]
 
@@ -255,6 +256,8 @@ impl SofaRpcParser {
                 _ => {}
             }
         }
+        // string entries of the SofaRequest's requestProps, for the configured trace headers
+        let mut props: Vec<(String, String)> = Vec::new();
         if kind != MessageKind::Response
             && (msg.request_type.is_none() || msg.request_resource.is_none() || sofa_trace_id.is_none())
             && class.as_deref() == Some("com.alipay.sofa.rpc.core.request.SofaRequest")
@@ -264,13 +267,19 @@ impl SofaRpcParser {
                 let s = |k: &str| req.get(k).and_then(|v| v.as_str()).map(str::to_string);
                 msg.request_type = msg.request_type.take().or_else(|| s("methodName"));
                 msg.request_resource = msg.request_resource.take().or_else(|| s("targetServiceUniqueName"));
+                let rp = req.get("requestProps");
                 if sofa_trace_id.is_none() {
-                    sofa_trace_id = req
-                        .get("requestProps")
+                    // Java SOFARPC nests `rpc_trace_context` → {sofaTraceId}; sofa-rpc-node
+                    // (npm) sends flat `rpc_trace_context.sofaTraceId` keys
+                    sofa_trace_id = rp
                         .and_then(|p| p.get("rpc_trace_context"))
                         .and_then(|c| c.get("sofaTraceId"))
+                        .or_else(|| rp.and_then(|p| p.get(H_TRACE_ID)))
                         .and_then(|v| v.as_str())
                         .map(str::to_string);
+                }
+                if let Some(p) = rp {
+                    props = p.str_pairs().map(|(k, v)| (k.to_string(), v.to_string())).collect();
                 }
             }
         }
@@ -282,6 +291,9 @@ impl SofaRpcParser {
         let mut ex = TraceExtractor::new(&self.trace);
         for (k, v) in header_map(headers) {
             ex.header(&k, &v, &mut msg);
+        }
+        for (k, v) in &props {
+            ex.header(k, v, &mut msg);
         }
         msg.trace.trace_id = found.trace_id.or(msg.trace.trace_id.take());
         msg.trace.span_id = found.span_id.or(msg.trace.span_id.take());
