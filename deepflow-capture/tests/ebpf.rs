@@ -136,6 +136,7 @@ fn profiler_hottest_function_of_a_cpu_burner_is_on_top() {
     let files = prof.write_dir(&dir.join("out")).unwrap();
     assert!(files.iter().any(|f| f.ends_with("on_cpu.svg")));
     assert!(files.iter().any(|f| f.ends_with("off_cpu.folded")));
+    assert!(files.iter().any(|f| f.ends_with("on_cpu.pb")));
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -11,6 +11,7 @@
 //! - [`profiler`]: [`profiler::Profiler`], stacks, symbolization, folded/SVG output.
 #![allow(unsafe_code)]
 
+pub mod pprof;
 pub mod profiler;
 pub mod shared;
 pub mod socket;

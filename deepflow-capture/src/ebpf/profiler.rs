@@ -64,6 +64,10 @@ pub struct Profile {
     pub dropped: u64,
     /// Samples whose stacks could not be read.
     pub stack_errors: u64,
+    /// Sampling period (1 s / frequency), ns.
+    pub period_ns: u64,
+    /// Time from start to collect, ns.
+    pub duration_ns: u64,
 }
 
 impl Profile {
@@ -106,8 +110,8 @@ impl Profile {
             .map_err(|e| Error::Io { what: format!("write {}", path.display()), err: std::io::Error::other(e.to_string()) })
     }
 
-    /// Writes `on_cpu.folded`, `on_cpu.svg` and, when recorded, `off_cpu.folded` and
-    /// `off_cpu.svg` into `dir` (created). Returns the files written.
+    /// Writes `on_cpu.folded`, `on_cpu.pb` (pprof), `on_cpu.svg` and, when recorded, the
+    /// same for `off_cpu` into `dir` (created). Returns the files written.
     pub fn write_dir(&self, dir: &Path) -> Result<Vec<std::path::PathBuf>> {
         std::fs::create_dir_all(dir).map_err(|err| Error::Io { what: format!("create {}", dir.display()), err })?;
         let mut out = Vec::new();
@@ -120,6 +124,12 @@ impl Profile {
             std::fs::write(&folded, Self::folded(samples))
                 .map_err(|err| Error::Io { what: format!("write {}", folded.display()), err })?;
             out.push(folded);
+            let (ty, unit, period) =
+                if name == "on_cpu" { ("samples", "count", self.period_ns) } else { ("off_cpu", "nanoseconds", 0) };
+            let pb = dir.join(format!("{name}.pb"));
+            std::fs::write(&pb, super::pprof::encode(samples, ty, unit, period, self.duration_ns))
+                .map_err(|err| Error::Io { what: format!("write {}", pb.display()), err })?;
+            out.push(pb);
             if !samples.is_empty() {
                 let svg = dir.join(format!("{name}.svg"));
                 Self::write_svg(samples, title, &svg)?;
@@ -134,6 +144,7 @@ impl Profile {
 pub struct Profiler {
     bpf: Ebpf,
     cfg: ProfilerConfig,
+    started: std::time::Instant,
 }
 
 /// Online CPUs from `/sys/devices/system/cpu/online` (`0-3,5`).
@@ -189,13 +200,17 @@ impl Profiler {
             p.load().map_err(|e| load_err("df_sched_switch", e))?;
             p.attach("sched", "sched_switch").map_err(|e| attach_err("sched/sched_switch", e))?;
         }
-        Ok(Profiler { bpf, cfg: cfg.clone() })
+        Ok(Profiler { bpf, cfg: cfg.clone(), started: std::time::Instant::now() })
     }
 
     /// Reads the counts so far and symbolizes them (call while the profiled processes still
     /// run: their memory maps are read from /proc).
     pub fn collect(&mut self) -> Result<Profile> {
-        let mut prof = Profile::default();
+        let mut prof = Profile {
+            period_ns: 1_000_000_000 / self.cfg.frequency.clamp(1, 10_000),
+            duration_ns: self.started.elapsed().as_nanos() as u64,
+            ..Profile::default()
+        };
         let mut sym = Symbolizer::new();
         let stacks: StackTraceMap<&MapData> =
             StackTraceMap::try_from(self.bpf.map("df_stacks").ok_or_else(|| load_err("df_stacks", "missing"))?)
