@@ -105,10 +105,14 @@ fn read_tcp(pcap: &[u8]) -> Vec<Seg> {
 
 /// Session rows of every TCP connection of the capture (client = sender of the SYN).
 fn sessions(path: &Path) -> Vec<L7FlowLog> {
-    let pcap = std::fs::read(path).unwrap();
     // redis-cli --pipe sends 200 commands before reading a reply: more than the default 64
     // pending requests per flow
-    let mut engine = L7Engine::new(L7Config { max_pending_requests: 1024, ..L7Config::default() });
+    sessions_with(path, L7Config { max_pending_requests: 1024, ..L7Config::default() })
+}
+
+fn sessions_with(path: &Path, cfg: L7Config) -> Vec<L7FlowLog> {
+    let pcap = std::fs::read(path).unwrap();
+    let mut engine = L7Engine::new(cfg);
     let mut flows: HashMap<(u16, u16), (FlowInfo, L7FlowState, [Option<u32>; 2])> = HashMap::new();
     let mut rows = Vec::new();
     let mut last_ts = 0;
@@ -809,5 +813,58 @@ fn memcached_binary_matches_tshark() {
             .unwrap_or_else(|| panic!("{name} opaque {opaque} on {port}"));
         let status: i32 = resp.iter().find(|r| r[0] == q[0] && r[1] == q[2]).unwrap()[2].parse().unwrap();
         assert_eq!(row.response_code, Some(status));
+    }
+}
+
+/// The SQL options end to end on the real MySQL and PostgreSQL captures: with
+/// `db_obfuscation` on and `max_statement_length` = 40, every statement row shows tshark's
+/// statement text with its literals replaced by `?`, cut at 40 bytes and marked `...`; off
+/// (the default, checked by the *_matches_tshark tests) the text is tshark's verbatim.
+#[test]
+fn sql_obfuscation_and_length_cap_on_real_captures() {
+    skip_without_tshark!();
+    use deepflow_protocols::l7::sql::{Dialect, cap_string, obfuscate};
+    let cfg = L7Config { db_obfuscation: true, max_statement_length: 40, ..L7Config::default() };
+    // MySQL COM_QUERY / COM_STMT_PREPARE
+    let pcap = fixture("mysql");
+    let rows = sessions_with(&pcap, cfg.clone());
+    let ours = by_port(&rows, L7Protocol::MySql);
+    let t = group(tshark_fields(&pcap, "mysql.query", &["tcp.srcport", "mysql.query"]));
+    let mut n = 0;
+    let mut cut = 0;
+    for (port, q) in &t {
+        let want: Vec<String> =
+            q.iter().map(|r| cap_string(obfuscate(&unescape(&r[1]), Dialect::MySql), 40)).collect();
+        let got: Vec<String> = ours[port]
+            .iter()
+            .filter(|r| matches!(r.request_type.as_deref(), Some("COM_QUERY" | "COM_STMT_PREPARE")))
+            .filter_map(|r| r.request_resource.clone())
+            .collect();
+        assert_eq!(got, want, "client port {port}");
+        n += want.len();
+        cut += want.iter().filter(|w| w.ends_with("...")).count();
+    }
+    // literals are gone (the INSERT of the connector had 'kiwi'), long statements are cut
+    assert!(rows.iter().filter_map(|r| r.request_resource.as_deref()).all(|r| !r.contains("'apple'")));
+    assert!(rows.iter().all(|r| r.request_resource.as_deref().is_none_or(|x| x.len() <= 43)));
+    // bound parameters are not shown when obfuscating
+    assert!(rows.iter().all(|r| attr_of(r, "parameters").is_none()));
+    assert!(n > 20 && cut > 3, "{n} statements, {cut} cut");
+    // PostgreSQL simple queries
+    let pcap = fixture("postgresql");
+    let rows = sessions_with(&pcap, cfg);
+    let ours = by_port(&rows, L7Protocol::PostgreSql);
+    let t = group(tshark_fields(&pcap, "pgsql.type == \"Simple query\"", &["tcp.srcport", "pgsql.query"]));
+    for (port, q) in &t {
+        let want: Vec<String> = column(q, 1)
+            .iter()
+            .map(|x| cap_string(obfuscate(&unescape(x), Dialect::Postgres), 40))
+            .collect();
+        let got: Vec<String> = ours[port]
+            .iter()
+            .filter(|r| r.request_type.as_deref() == Some("Q"))
+            .filter_map(|r| r.request_resource.clone())
+            .collect();
+        assert_eq!(got, want, "client port {port}");
     }
 }
