@@ -1,7 +1,8 @@
 //! Runs the eBPF socket tracer for a while and prints what it saw: events/s, loss and stream
 //! counters (used for the overhead measurement in the README). Root only.
 //!
-//! `cargo run --release -p deepflow-capture --features ebpf --example ebpf_trace -- SECONDS [MAX_DATA]`
+//! `cargo run --release -p deepflow-capture --features ebpf --example ebpf_trace -- SECONDS [MAX_DATA [STOP_FILE]]`
+//! (stops early once STOP_FILE exists).
 #[cfg(all(feature = "ebpf", target_os = "linux"))]
 fn main() {
     use deepflow_capture::ebpf::socket::{SocketTracer, SocketTracerConfig};
@@ -12,6 +13,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let secs: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(10);
     let max_data: u32 = args.next().and_then(|s| s.parse().ok()).unwrap_or(1024);
+    let stop_file = args.next().map(std::path::PathBuf::from);
     let cfg = SocketTracerConfig { max_data, ..SocketTracerConfig::default() };
     let mut t = match SocketTracer::start(&cfg) {
         Ok(t) => t,
@@ -24,7 +26,7 @@ fn main() {
     let mut streams = SocketStreams::new(NoL7, t.clock());
     let start = Instant::now();
     let mut n = 0u64;
-    while start.elapsed() < Duration::from_secs(secs) {
+    while start.elapsed() < Duration::from_secs(secs) && !stop_file.as_ref().is_some_and(|f| f.exists()) {
         n += t.poll(Duration::from_millis(100), |e, d| streams.on_event(e, d)) as u64;
     }
     let el = start.elapsed().as_secs_f64();
