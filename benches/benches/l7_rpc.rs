@@ -1,6 +1,7 @@
 //! RPC parsers (dubbo, sofarpc, brpc, tars, thrift, fastcgi, someip): the payload of each
-//! protocol's fixture capture (deepflow-protocols/tests/fixtures/<proto>/; real traffic for
-//! fastcgi and thrift, spec-generated for the others) replayed through the L7 engine per flow
+//! protocol's fixture captures (deepflow-protocols/tests/fixtures/<proto>/; `<proto>.pcap` is
+//! real traffic for fastcgi and thrift and spec-generated for the others, `<proto>_real.pcap`
+//! real traffic from npm/PyPI peers for dubbo, sofarpc, tars and someip) replayed through the L7 engine per flow
 //! in its captured segments (UDP: datagrams). Throughput is payload bytes.
 //!
 //! Run: `cargo bench -p deepflow-benches --bench l7_rpc`.
@@ -99,8 +100,23 @@ fn flows(path: &Path) -> Vec<(FlowInfo, Vec<(Direction, Vec<u8>)>)> {
 fn bench(c: &mut Criterion) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deepflow-protocols/tests/fixtures");
     let mut g = c.benchmark_group("l7_rpc");
-    for proto in ["dubbo", "sofarpc", "brpc", "tars", "thrift", "fastcgi", "someip"] {
-        let path = root.join(proto).join(format!("{proto}.pcap"));
+    // `<proto>.pcap` (spec-generated for dubbo/sofarpc/brpc/tars/someip) and the real-peer
+    // captures `<proto>_real.pcap` (npm/PyPI peers, see the fixtures README)
+    for (proto, file) in [
+        ("dubbo", "dubbo"),
+        ("dubbo", "dubbo_real"),
+        ("sofarpc", "sofarpc"),
+        ("sofarpc", "sofarpc_real"),
+        ("brpc", "brpc"),
+        ("tars", "tars"),
+        ("tars", "tars_real"),
+        ("thrift", "thrift"),
+        ("fastcgi", "fastcgi"),
+        ("someip", "someip"),
+        ("someip", "someip_real"),
+    ] {
+        let path = root.join(proto).join(format!("{file}.pcap"));
+        let proto = file;
         if !path.exists() {
             eprintln!("skip {proto}: {} missing", path.display());
             continue;
