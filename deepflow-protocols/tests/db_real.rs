@@ -868,3 +868,42 @@ fn sql_obfuscation_and_length_cap_on_real_captures() {
         assert_eq!(got, want, "client port {port}");
     }
 }
+
+/// PostgreSQL SSLRequest answered `S` on a real capture (fixtures/postgresql/
+/// capture_postgresql_tls.sh, psql sslmode=require / disable against postgres 15 with
+/// ssl=on): the TLS connection is handed to the TLS parser (tshark sees the ClientHello on the
+/// same connection), the plain one is parsed as usual and agrees with tshark.
+#[test]
+fn postgresql_tls_switch_matches_tshark() {
+    skip_without_tshark!();
+    let pcap = fixture_file("postgresql", "postgresql_tls.pcap");
+    let rows = sessions(&pcap);
+    let ssl: Vec<u16> = tshark_fields(&pcap, "pgsql.type == \"SSL request\"", &["tcp.srcport"])
+        .iter()
+        .map(|r| r[0].parse().unwrap())
+        .collect();
+    let hellos: Vec<u16> =
+        tshark_fields(&pcap, "tls.handshake.type == 1", &["tcp.srcport"]).iter().map(|r| r[0].parse().unwrap()).collect();
+    assert_eq!(ssl.len(), 1);
+    assert!(hellos.iter().all(|p| *p == ssl[0]) && !hellos.is_empty());
+    let tls: Vec<_> = rows.iter().filter(|r| r.client_port == ssl[0]).collect();
+    assert!(!tls.is_empty() && tls.iter().all(|r| r.l7_protocol == L7Protocol::Tls), "{tls:#?}");
+    assert!(tls.iter().any(|r| r.request_type.as_deref() == Some("ClientHello")));
+    let q = group(tshark_fields(&pcap, "pgsql.query", &["tcp.srcport", "pgsql.query"]));
+    assert_eq!(q.len(), 1);
+    for (port, q) in &q {
+        let got: Vec<_> = rows
+            .iter()
+            .filter(|r| r.client_port == *port && r.l7_protocol == L7Protocol::PostgreSql)
+            .map(|r| (r.request_type.clone(), r.request_resource.clone(), r.response_status))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (None, Some("Login username: postgres db: postgres".to_string()), ResponseStatus::Ok),
+                (Some("Q".to_string()), Some(unescape(&q[0][1])), ResponseStatus::Ok),
+                (Some("X".to_string()), None, ResponseStatus::Ok),
+            ]
+        );
+    }
+}
