@@ -59,6 +59,8 @@ pub use maintenance::{CompactionOptions, MaintenanceReport, RetentionPolicy, app
 pub use query::QueryEngine;
 pub use schema::{Record, Table};
 pub use storage::Storage;
+#[cfg(feature = "s3")]
+pub use storage::S3Options;
 pub use writer::{StoreWriter, WriterOptions, WriterStats};
 
 /// The arrow, parquet, datafusion and object_store crates this crate is built with (use these

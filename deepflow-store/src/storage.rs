@@ -83,6 +83,49 @@ impl Storage {
         Ok(Storage { store, url, base, local_root: None, rt: runtime()? })
     }
 
+    /// Opens a location given as text: `s3://bucket/prefix` (feature `s3`) or a local
+    /// directory (a path, or `file:///path`).
+    ///
+    /// For `s3://` the connection settings come from the usual `AWS_*` environment variables
+    /// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT` or
+    /// `AWS_ENDPOINT_URL` for S3-compatible servers, `AWS_ALLOW_HTTP=true` for plain HTTP); use
+    /// [`Storage::s3`] to pass them explicitly.
+    pub fn open(location: &str) -> Result<Storage> {
+        if let Some(rest) = location.strip_prefix("s3://") {
+            return open_s3_url(rest);
+        }
+        if let Some(path) = location.strip_prefix("file://") {
+            return Storage::local(path);
+        }
+        if location.contains("://") {
+            return Err(StoreError::Config(format!(
+                "{location}: unsupported storage URL (use a local path or s3://bucket/prefix)"
+            )));
+        }
+        Storage::local(location)
+    }
+
+    /// An S3 bucket (AWS or any S3-compatible server: MinIO, Ceph RGW, moto, ...), feature `s3`.
+    #[cfg(feature = "s3")]
+    pub fn s3(opts: &S3Options) -> Result<Storage> {
+        use object_store::aws::AmazonS3Builder;
+        let mut b = AmazonS3Builder::from_env().with_bucket_name(&opts.bucket);
+        if let Some(r) = &opts.region {
+            b = b.with_region(r);
+        }
+        if let Some(e) = &opts.endpoint {
+            b = b.with_endpoint(e).with_allow_http(e.starts_with("http://"));
+        }
+        if let (Some(k), Some(s)) = (&opts.access_key_id, &opts.secret_access_key) {
+            b = b.with_access_key_id(k).with_secret_access_key(s);
+        }
+        if opts.path_style {
+            b = b.with_virtual_hosted_style_request(false);
+        }
+        let store = b.build().map_err(StoreError::from)?;
+        Storage::object_store(Arc::new(store), &format!("s3://{}", opts.bucket), &opts.prefix)
+    }
+
     /// The local root, if this is a local directory.
     pub fn local_root(&self) -> Option<&FsPath> {
         self.local_root.as_deref()
@@ -191,6 +234,49 @@ impl Storage {
             let _ = remove_empty(&root.join(rel));
         }
     }
+}
+
+/// Connection settings of an S3 bucket for [`Storage::s3`]. Unset fields fall back to the
+/// `AWS_*` environment variables.
+#[cfg(feature = "s3")]
+#[derive(Debug, Clone, Default)]
+pub struct S3Options {
+    /// Bucket name (must exist).
+    pub bucket: String,
+    /// Root inside the bucket (`""` for the bucket root).
+    pub prefix: String,
+    /// Endpoint of an S3-compatible server, e.g. `http://127.0.0.1:9000` (plain HTTP is allowed
+    /// when the endpoint says `http://`).
+    pub endpoint: Option<String>,
+    /// Region (`us-east-1` if neither this nor `AWS_REGION` is set).
+    pub region: Option<String>,
+    /// Access key id.
+    pub access_key_id: Option<String>,
+    /// Secret access key.
+    pub secret_access_key: Option<String>,
+    /// Path-style requests (`endpoint/bucket/key`), what most S3-compatible servers want.
+    pub path_style: bool,
+}
+
+#[cfg(feature = "s3")]
+fn open_s3_url(rest: &str) -> Result<Storage> {
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return Err(StoreError::Config(format!("s3://{rest}: no bucket")));
+    }
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").ok().or_else(|| std::env::var("AWS_ENDPOINT").ok());
+    Storage::s3(&S3Options {
+        bucket: bucket.to_string(),
+        prefix: prefix.to_string(),
+        path_style: endpoint.is_some(),
+        endpoint,
+        ..S3Options::default()
+    })
+}
+
+#[cfg(not(feature = "s3"))]
+fn open_s3_url(rest: &str) -> Result<Storage> {
+    Err(StoreError::Config(format!("s3://{rest}: this build has no S3 support (enable deepflow-store's feature `s3`)")))
 }
 
 fn remove_empty(dir: &FsPath) -> std::io::Result<bool> {
