@@ -823,7 +823,8 @@ mod tests {
         assert_eq!(rows[4].response_exception.as_deref(), Some("Invalid method name: 'nope'"));
         assert_eq!(rows[4].response_code, Some(1));
         assert_eq!(rows[0].endpoint.as_deref(), Some("ping"));
-        assert_eq!(rows[0].attribute_values, vec!["binary-unframed", "binary-unframed"]);
+        // request and response both say the protocol: the session row keeps it once
+        assert_eq!(rows[0].attribute_values, vec!["binary-unframed"]);
     }
 
     #[test]
