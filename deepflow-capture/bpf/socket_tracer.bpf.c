@@ -350,11 +350,14 @@ static __always_inline __u32 copy_user(struct df_event_buf *e, __u32 off, __u64 
 	__u32 n = want > DF_MAX_DATA ? DF_MAX_DATA : (__u32)want;
 	if (n > DF_MAX_DATA - off)
 		n = DF_MAX_DATA - off;
-	off &= DF_MAX_DATA - 1;
-	n &= (DF_MAX_DATA * 2 - 1);
 	if (n == 0)
 		return 0;
-	if (bpf_probe_read_user(&e->data[off], n, (const void *)src))
+	/* Masks the verifier can see at the call (the compiler may otherwise move or widen
+	 * them): off < 4096, size < 8192, inside data[3 * 4096]. */
+	__u64 o = off, sz = n;
+	asm volatile("%0 &= 4095" : "+r"(o));
+	asm volatile("%0 &= 8191" : "+r"(sz));
+	if (bpf_probe_read_user(&e->data[o], sz, (const void *)src))
 		return 0;
 	return n;
 }

@@ -23,11 +23,31 @@ fn main() {
         }
     };
     eprintln!("ebpf_trace: tracing for {secs} s ({} tracepoints)", t.attached().len());
+    for s in t.skipped() {
+        eprintln!("ebpf_trace: skipped {s}");
+    }
     let mut streams = SocketStreams::new(NoL7, t.clock());
     let start = Instant::now();
     let mut n = 0u64;
+    // DF_TRACE_PRINT_PID=N prints every event of process N (debugging).
+    let print_pid: Option<u32> = std::env::var("DF_TRACE_PRINT_PID").ok().and_then(|s| s.parse().ok());
     while start.elapsed() < Duration::from_secs(secs) && !stop_file.as_ref().is_some_and(|f| f.exists()) {
-        n += t.poll(Duration::from_millis(100), |e, d| streams.on_event(e, d)) as u64;
+        n += t.poll(Duration::from_millis(100), |e, d| {
+            if print_pid == Some(e.pid) {
+                println!(
+                    "{} type={} dir={} role={} seq={} ret={} len={} {:?}",
+                    deepflow_capture::ebpf::shared::syscall::name(e.syscall),
+                    e.event_type,
+                    e.direction,
+                    e.role,
+                    e.seq,
+                    e.ret,
+                    e.data_len,
+                    String::from_utf8_lossy(d.get(..d.len().min(60)).unwrap_or_default())
+                );
+            }
+            streams.on_event(e, d)
+        }) as u64;
     }
     let el = start.elapsed().as_secs_f64();
     let k = t.stats();

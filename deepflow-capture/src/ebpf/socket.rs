@@ -131,16 +131,15 @@ impl SocketTracer {
         }
         points.push(("df_enter_close".into(), "sys_enter_close".into(), true));
         for (prog, tp, needed) in points {
-            let res = (|| -> Result<()> {
-                let p: &mut TracePoint = bpf
-                    .program_mut(&prog)
-                    .ok_or_else(|| load_err(&prog, "program not in object"))?
-                    .try_into()
-                    .map_err(|e| load_err(&prog, e))?;
-                p.load().map_err(|e| load_err(&prog, format!("{e} ({e:?})")))?;
-                p.attach("syscalls", &tp).map_err(|e| attach_err(&format!("syscalls/{tp}"), e))?;
-                Ok(())
-            })();
+            // A program the verifier rejects is a bug: always an error. A tracepoint this
+            // kernel does not have is skipped when optional.
+            let p: &mut TracePoint = bpf
+                .program_mut(&prog)
+                .ok_or_else(|| load_err(&prog, "program not in object"))?
+                .try_into()
+                .map_err(|e| load_err(&prog, e))?;
+            p.load().map_err(|e| load_err(&prog, format!("{e} ({e:?})")))?;
+            let res = p.attach("syscalls", &tp).map(|_| ()).map_err(|e| attach_err(&format!("syscalls/{tp}"), e));
             match res {
                 Ok(()) => attached.push(tp),
                 Err(e) if !needed => skipped.push(format!("{tp}: {e}")),
