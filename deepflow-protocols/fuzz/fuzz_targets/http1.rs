@@ -1,4 +1,5 @@
 #![no_main]
+// One target per parser (targets.txt): the whole L7 engine on a conversation, with the port hint of this protocol.
 use libfuzzer_sys::fuzz_target;
 
 #[path = "common.rs"]
