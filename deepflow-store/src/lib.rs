@@ -48,6 +48,8 @@
 mod error;
 pub mod format;
 pub mod maintenance;
+#[cfg(feature = "promql")]
+pub mod prom;
 pub mod query;
 pub mod schema;
 pub mod storage;

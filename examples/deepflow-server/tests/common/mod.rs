@@ -1,0 +1,140 @@
+#![allow(dead_code, clippy::unwrap_used, clippy::panic)]
+//! Starting the server binary and talking HTTP to it (loopback only).
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Server {
+    pub child: Child,
+    pub addr: String,
+    pub token: Option<String>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn start(data: &std::path::Path, token: Option<&str>, extra: &[&str]) -> Server {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_deepflow-server"));
+    cmd.args(["run", "--data"]).arg(data).args(["--listen", "127.0.0.1:0"]).args(extra);
+    if let Some(t) = token {
+        cmd.args(["--token", t]);
+    }
+    let mut child = cmd.stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if !sent {
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let addr = rest.split_whitespace().next().unwrap_or("").to_string();
+                    let _ = tx.send(addr);
+                    sent = true;
+                }
+            }
+            eprintln!("[server] {line}");
+        }
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(60)).expect("server did not start");
+    Server { child, addr, token: token.map(str::to_string) }
+}
+
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into()
+}
+
+pub struct Resp {
+    pub status: u16,
+    pub content_type: String,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+impl Server {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn post(&self, path: &str, content_type: &str, accept: Option<&str>, body: &[u8]) -> Resp {
+        let mut req = agent().post(self.url(path)).header("Content-Type", content_type);
+        if let Some(a) = accept {
+            req = req.header("Accept", a);
+        }
+        if let Some(t) = &self.token {
+            req = req.header("Authorization", &format!("Bearer {t}"));
+        }
+        into(req.send(body).unwrap())
+    }
+
+    pub fn get(&self, path_and_query: &str) -> Resp {
+        let mut req = agent().get(self.url(path_and_query));
+        if let Some(t) = &self.token {
+            req = req.header("Authorization", &format!("Bearer {t}"));
+        }
+        into(req.call().unwrap())
+    }
+
+    pub fn sql(&self, sql: &str) -> serde_json::Value {
+        let r = self.post("/v1/query", "application/json", None, serde_json::json!({"sql": sql}).to_string().as_bytes());
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()
+    }
+
+    /// Polls `sql` (its first row's first column, a number) until `ok` or the deadline.
+    pub fn wait_sql(&self, sql: &str, deadline: Duration, ok: impl Fn(f64) -> bool) -> f64 {
+        let t0 = Instant::now();
+        let mut last = f64::NAN;
+        for _ in 0..600 {
+            let v = self.sql(sql);
+            let row = &v["rows"][0];
+            last = row.as_object().and_then(|o| o.values().next()).and_then(|x| x.as_f64()).unwrap_or(f64::NAN);
+            if ok(last) || t0.elapsed() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        last
+    }
+}
+
+fn into(mut r: ureq::http::Response<ureq::Body>) -> Resp {
+    let status = r.status().as_u16();
+    let content_type =
+        r.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let body = r.body_mut().with_config().limit(256 << 20).read_to_vec().unwrap();
+    Resp { status, content_type, body }
+}
+
+pub fn urlenc(s: &str) -> String {
+    let mut o = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            o.push(b as char);
+        } else {
+            o.push_str(&format!("%{b:02X}"));
+        }
+    }
+    o
+}
