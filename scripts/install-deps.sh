@@ -10,6 +10,7 @@ test_pkgs=(tshark tcpdump iproute2 nftables curl nginx-light dnsmasq-base bind9-
            iputils-ping netcat-openbsd ethtool python3 python3-venv
            redis-server redis-tools openssl)  # redis, openssl: eBPF end-to-end tests
 bench_pkgs=(libndpi-bin hyperfine wrk redis-server redis-tools valgrind)
+test_pkgs+=(prometheus)  # deepflow-server: PromQL agreement with the real Prometheus 2.x
 
 case "$want" in
   build) pkgs=("${build_pkgs[@]}") ;;
