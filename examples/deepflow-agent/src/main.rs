@@ -97,6 +97,17 @@ struct Common {
     /// Load a WASM plugin (protocol parser or message hook, see plugins/sdk); repeatable.
     #[arg(long = "plugin", value_name = "FILE.wasm")]
     plugins: Vec<PathBuf>,
+    /// With `--format parquet`: tag rows (client `_0` and server `_1` ids) with the resources of
+    /// this static inventory (YAML, or JSON: hosts, subnets, pods, services, labels; see
+    /// deepflow-tagging); repeatable. Names and labels go to `DIR/tags/`.
+    #[arg(long = "inventory", value_name = "FILE")]
+    inventory: Vec<PathBuf>,
+    /// With `--format parquet`: tag rows from a cloud inventory file; repeatable.
+    #[arg(long = "cloud-inventory", value_name = "FILE")]
+    cloud_inventory: Vec<PathBuf>,
+    /// VPC of the captured traffic, for tagging (when several VPCs define the same addresses).
+    #[arg(long)]
+    vpc: Option<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -177,8 +188,16 @@ fn analyze(path: &Path, common: &Common) -> Result<(), String> {
     let show_progress = !common.no_progress && size > 4 << 20 && std::io::stderr().is_terminal();
     let mut pipe = Pipeline::new(cfg, observer(common)?);
     let mut out = printer(common);
+    let tags = store_cmd::TagSources {
+        inventory: common.inventory.clone(),
+        cloud: common.cloud_inventory.clone(),
+        vpc: common.vpc.clone(),
+    };
+    if !tags.is_empty() && !matches!(common.format, FormatArg::Parquet) {
+        return Err("--inventory/--cloud-inventory tag the rows written by --format parquet --out DIR".into());
+    }
     let mut parquet = match (common.format, &common.out) {
-        (FormatArg::Parquet, Some(dir)) => Some(store_cmd::ParquetSink::open(dir)?),
+        (FormatArg::Parquet, Some(dir)) => Some(store_cmd::ParquetSink::open(dir, &tags)?),
         (FormatArg::Parquet, None) => return Err("--format parquet needs --out DIR".into()),
         _ => None,
     };

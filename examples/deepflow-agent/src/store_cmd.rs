@@ -7,6 +7,24 @@ use deepflow_protocols::capture::L7Observer;
 
 type Pipe = Pipeline<L7Observer>;
 
+/// AutoTagging sources for `analyze --format parquet`: rows get the ids of the resources behind
+/// their IPs as they are written; the dictionaries and labels go to `DIR/tags/`.
+#[derive(Default)]
+pub struct TagSources {
+    /// Static inventory files (YAML, or JSON for `.json`).
+    pub inventory: Vec<PathBuf>,
+    /// Cloud inventory files.
+    pub cloud: Vec<PathBuf>,
+    /// VPC of rows whose VPC is unknown (every row of a capture file).
+    pub vpc: Option<String>,
+}
+
+impl TagSources {
+    pub fn is_empty(&self) -> bool {
+        self.inventory.is_empty() && self.cloud.is_empty()
+    }
+}
+
 /// Query output formats.
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum QueryFormat {
@@ -24,6 +42,31 @@ mod enabled {
     use deepflow_core::record::ApplicationMetrics;
     use deepflow_protocols::red::{RedAggregator, RedConfig};
     use deepflow_store::{OutputFormat, QueryEngine, Storage, StoreWriter, WriterOptions};
+    use deepflow_tagging::{Tagger, TaggerOptions};
+    use std::sync::Arc;
+
+    /// A tagger over the given sources whose dictionaries live in `DIR/tags/dictionaries.txt`,
+    /// so that another `analyze` into the same directory keeps the same ids.
+    fn tagger(dir: &Path, tags: &TagSources) -> Result<Arc<Tagger>, String> {
+        let dict_path = dir.join(deepflow_store::query::DICT_FILE);
+        if let Some(parent) = dict_path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        }
+        let tagger = Tagger::new(TaggerOptions { dict_path: Some(dict_path), default_vpc: tags.vpc.clone() })
+            .map_err(|e| e.to_string())?;
+        for f in &tags.inventory {
+            tagger.load_inventory_file(f).map_err(|e| format!("--inventory: {e}"))?;
+        }
+        for f in &tags.cloud {
+            tagger.load_cloud_file(f).map_err(|e| format!("--cloud-inventory: {e}"))?;
+        }
+        let st = tagger.snapshot().stats();
+        eprintln!(
+            "deepflow-agent: tagging with {} resources, {} IPs, {} networks, {} labels",
+            st.resources, st.exact_ips, st.networks, st.labels
+        );
+        Ok(Arc::new(tagger))
+    }
 
     /// Writes every row the pipeline produces to the four tables under a directory.
     pub struct ParquetSink {
@@ -34,9 +77,13 @@ mod enabled {
     }
 
     impl ParquetSink {
-        pub fn open(dir: &Path) -> Result<Self, String> {
+        pub fn open(dir: &Path, tags: &TagSources) -> Result<Self, String> {
             let storage = Storage::local(dir).map_err(|e| e.to_string())?;
-            let writer = StoreWriter::open(storage, WriterOptions::default()).map_err(|e| e.to_string())?;
+            let mut opts = WriterOptions::default();
+            if !tags.is_empty() {
+                opts = opts.with_tagger(tagger(dir, tags)?);
+            }
+            let writer = StoreWriter::open(storage, opts).map_err(|e| e.to_string())?;
             Ok(ParquetSink {
                 dir: dir.to_path_buf(),
                 writer,
@@ -115,7 +162,7 @@ mod disabled {
     pub struct ParquetSink;
 
     impl ParquetSink {
-        pub fn open(_: &Path) -> Result<Self, String> {
+        pub fn open(_: &Path, _: &TagSources) -> Result<Self, String> {
             Err(MSG.into())
         }
         pub fn rows(&mut self, _: &mut Pipe) -> Result<(), String> {
