@@ -1,5 +1,7 @@
 //! `deepflow-agent`: the reference agent. A thin CLI over the deepflow-rs crates.
 
+#[cfg(all(feature = "ebpf", target_os = "linux"))]
+mod ebpf_cmd;
 mod output;
 mod store_cmd;
 
@@ -50,8 +52,37 @@ enum Cmd {
         /// Stop after this many seconds (default: until Ctrl-C).
         #[arg(long)]
         duration: Option<u64>,
+        /// Trace sockets with eBPF (syscall tracepoints, root) instead of capturing packets;
+        /// prints L7 rows with the process of each side (`--format jsonl` or a line each).
+        #[arg(long)]
+        ebpf: bool,
+        /// With --ebpf: payload bytes copied per syscall (at most 4096).
+        #[arg(long, default_value_t = 1024)]
+        ebpf_max_data: u32,
+        /// With --ebpf: trace only this process.
+        #[arg(long)]
+        ebpf_pid: Option<u32>,
         #[command(flatten)]
         common: Common,
+    },
+    /// Profile CPU usage with eBPF (perf cpu-clock on every CPU, root): writes folded stacks
+    /// and flamegraph SVGs (on_cpu.*, off_cpu.* with --off-cpu) into --out.
+    Profile {
+        /// Process to profile (default: every process).
+        #[arg(long)]
+        pid: Option<u32>,
+        /// How long to sample.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Samples per second per CPU.
+        #[arg(long, default_value_t = 99)]
+        frequency: u64,
+        /// Also record off-CPU time per stack (sched_switch).
+        #[arg(long)]
+        off_cpu: bool,
     },
     /// Run SQL over tables written by `analyze --format parquet --out DIR`.
     Query {
@@ -129,7 +160,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let res = match cli.cmd {
         Cmd::Analyze { file, common } => analyze(&file, &common),
-        Cmd::Run { interface, filter, duration, common } => run_live(&interface, filter, duration, &common),
+        Cmd::Run { ebpf: true, duration, ebpf_max_data, ebpf_pid, common, .. } => {
+            run_ebpf(duration, ebpf_max_data, ebpf_pid, &common)
+        }
+        Cmd::Run { interface, filter, duration, common, .. } => run_live(&interface, filter, duration, &common),
+        Cmd::Profile { pid, seconds, out, frequency, off_cpu } => profile(pid, seconds, &out, frequency, off_cpu),
         Cmd::Query { dir, sql, format } => store_cmd::query(&dir, &sql, format),
     };
     match res {
@@ -283,4 +318,25 @@ fn run_live(interface: &str, filter: Option<String>, duration: Option<u64>, comm
 #[cfg(not(feature = "live"))]
 fn run_live(_: &str, _: Option<String>, _: Option<u64>, _: &Common) -> Result<(), String> {
     Err("this build has no live capture (built without the `live` feature)".into())
+}
+
+#[cfg(all(feature = "ebpf", target_os = "linux"))]
+fn run_ebpf(duration: Option<u64>, max_data: u32, pid: Option<u32>, common: &Common) -> Result<(), String> {
+    let jsonl = matches!(common.format, FormatArg::Jsonl);
+    ebpf_cmd::run(&ebpf_cmd::EbpfRun { duration, jsonl, max_data, pid }, observer(common)?)
+}
+
+#[cfg(all(feature = "ebpf", target_os = "linux"))]
+fn profile(pid: Option<u32>, seconds: u64, out: &Path, frequency: u64, off_cpu: bool) -> Result<(), String> {
+    ebpf_cmd::profile(pid, seconds, out, frequency, off_cpu)
+}
+
+#[cfg(not(all(feature = "ebpf", target_os = "linux")))]
+fn run_ebpf(_: Option<u64>, _: u32, _: Option<u32>, _: &Common) -> Result<(), String> {
+    Err("this build has no eBPF (Linux only, feature `ebpf`)".into())
+}
+
+#[cfg(not(all(feature = "ebpf", target_os = "linux")))]
+fn profile(_: Option<u32>, _: u64, _: &Path, _: u64, _: bool) -> Result<(), String> {
+    Err("this build has no eBPF (Linux only, feature `ebpf`)".into())
 }
