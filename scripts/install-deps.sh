@@ -7,7 +7,7 @@ want=${1:-test}
 
 build_pkgs=(pkg-config libpcap-dev clang llvm libbpf-dev protobuf-compiler)
 test_pkgs=(tshark tcpdump iproute2 nftables curl nginx-light dnsmasq-base bind9-dnsutils
-           iputils-ping netcat-openbsd ethtool python3 python3-venv
+           iputils-ping netcat-openbsd ethtool python3 python3-venv golang-go
            redis-server redis-tools openssl)  # redis, openssl: eBPF end-to-end tests
 bench_pkgs=(libndpi-bin hyperfine wrk redis-server redis-tools valgrind)
 test_pkgs+=(prometheus)  # deepflow-server: PromQL agreement with the real Prometheus 2.x

@@ -7,6 +7,45 @@
 #include <stdint.h>
 #include <stdbool.h>
 
+#ifndef ARROW_C_DATA_INTERFACE
+#define ARROW_C_DATA_INTERFACE
+
+#define ARROW_FLAG_DICTIONARY_ORDERED 1
+#define ARROW_FLAG_NULLABLE 2
+#define ARROW_FLAG_MAP_KEYS_SORTED 4
+
+struct ArrowSchema {
+  const char* format;
+  const char* name;
+  const char* metadata;
+  int64_t flags;
+  int64_t n_children;
+  struct ArrowSchema** children;
+  struct ArrowSchema* dictionary;
+  void (*release)(struct ArrowSchema*);
+  void* private_data;
+};
+
+struct ArrowArray {
+  int64_t length;
+  int64_t null_count;
+  int64_t offset;
+  int64_t n_buffers;
+  int64_t n_children;
+  const void** buffers;
+  struct ArrowArray** children;
+  struct ArrowArray* dictionary;
+  void (*release)(struct ArrowArray*);
+  void* private_data;
+};
+
+#endif  /* ARROW_C_DATA_INTERFACE */
+
+/* The Arrow C Data Interface structs under the names of the Rust implementation. */
+typedef struct ArrowArray FFI_ArrowArray;
+typedef struct ArrowSchema FFI_ArrowSchema;
+
+
 // Success.
 #define DF_OK 0
 
@@ -41,6 +80,12 @@
 
 // The record callback returned non-zero: delivery stopped, undelivered records stay queued.
 #define DF_ERR_CALLBACK -9
+
+// Tagging failed: the inventory file is missing or invalid.
+#define DF_ERR_TAGGING -10
+
+// The Parquet store failed (writing, opening, or a SQL error in [`df_store_query`]).
+#define DF_ERR_STORE -11
 
 // A bug: Rust code panicked. The analyzer is unusable from now on (free it).
 #define DF_ERR_PANIC -99
@@ -232,6 +277,66 @@ int32_t df_analyze_file(const char *path,
                         const char *config_json,
                         DfRecordCallback callback,
                         void *user_data);
+
+// Arrow pull (analyzer created with `"output": "arrow"`): moves every queued record of `kind`
+// into one record batch, exported through the Arrow C Data Interface as a struct array
+// (`*out_array`) and its schema (`*out_schema`, format "+s", one child per column). The
+// columns are deepflow-store's table schemas: `l4_flow_log` (`DF_KIND_FLOW`), `l7_flow_log`
+// (`DF_KIND_L7`), `network` (`DF_KIND_METRICS`), with the `*_id_0`/`*_id_1` tag columns (0
+// without an inventory). A batch may have 0 rows.
+//
+// Ownership: the caller owns both structs afterwards and must call each one's `release`
+// callback once (or hand them to an Arrow implementation that does, e.g. pyarrow's
+// `RecordBatch._import_from_c`, or [`df_arrow_release`]). The structs passed in are
+// overwritten without being released.
+// Errors: `DF_ERR_NULL`, `DF_ERR_ARG` (unknown kind), `DF_ERR_STATE` (output is not arrow).
+//
+// # Safety
+// `a` is NULL or a live analyzer; `out_array`/`out_schema` are NULL or writable.
+int32_t df_analyzer_take_arrow(struct DfAnalyzer *a,
+                               int32_t kind,
+                               FFI_ArrowArray *out_array,
+                               FFI_ArrowSchema *out_schema);
+
+// Releases an exported array and schema (calls their `release` callbacks if set, and marks
+// them released). Either pointer may be NULL. For C callers that do not use an Arrow library.
+//
+// # Safety
+// Each pointer is NULL or points at an Arrow C struct (released or not).
+void df_arrow_release(FFI_ArrowArray *array, FFI_ArrowSchema *schema);
+
+// Tag lookup (analyzer created with an `"inventory"`): the universal tags of `ip` (IPv4 or
+// IPv6 text) as a JSON object in `*out`: `{"region_id": 1, "region": "cn-east", ...}` for
+// every tag kind (`region`, `az`, `host`, `l3_epc`, `subnet`, `pod_cluster`, `pod_ns`,
+// `pod_node`, `pod_group`, `pod`, `service`, `gprocess`); ids are 0 and names null when
+// unknown. The caller owns `out->data` and releases it with [`df_bytes_free`].
+// Errors: `DF_ERR_NULL`, `DF_ERR_ARG` (not an IP), `DF_ERR_STATE` (no inventory).
+//
+// # Safety
+// `a` is NULL or a live analyzer; `ip` is NULL or NUL-terminated; `out` is NULL or writable.
+int32_t df_analyzer_lookup_ip(struct DfAnalyzer *a, const char *ip, struct DfBytes *out);
+
+// Writes the rows buffered for the `"store"` directory to Parquet now (they are also written
+// when a file source ends, by [`df_analyzer_finish`] and by [`df_analyzer_free`]).
+// Errors: `DF_ERR_STATE` (no store), `DF_ERR_STORE`.
+//
+// # Safety
+// `a` is NULL or a live analyzer.
+int32_t df_analyzer_flush_store(struct DfAnalyzer *a);
+
+// Runs SQL (DataFusion, deepflow-store's tables `l4_flow_log`, `l7_flow_log`, `network`,
+// `application` and their name views) over the Parquet store in directory `dir` (as written
+// with the `"store"` setting) and exports the whole result as one Arrow batch (struct array
+// + schema, as in [`df_analyzer_take_arrow`]; the caller owns and releases both).
+// Errors: `DF_ERR_NULL`, `DF_ERR_ARG` (not UTF-8), `DF_ERR_STORE` (no such store, SQL error).
+//
+// # Safety
+// Strings are NULL or NUL-terminated (borrowed for the call); the out pointers are NULL or
+// writable.
+int32_t df_store_query(const char *dir,
+                       const char *sql,
+                       FFI_ArrowArray *out_array,
+                       FFI_ArrowSchema *out_schema);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -5,7 +5,13 @@
 //! ([`df_analyzer_open_file`]), from live capture ([`df_analyzer_open_live`]) or from the
 //! caller ([`df_analyzer_feed`]); records come out as JSON (the same objects as the agent's
 //! `--format jsonl`), one at a time ([`df_analyzer_next_record`]), in bulk as JSON lines
-//! ([`df_analyzer_take_jsonl`]) or pushed to a callback ([`df_analyzer_set_callback`]).
+//! ([`df_analyzer_take_jsonl`]) or pushed to a callback ([`df_analyzer_set_callback`]); or,
+//! with `"output": "arrow"`, as Arrow C Data Interface record batches
+//! ([`df_analyzer_take_arrow`]) in the deepflow-store table schemas (`l4_flow_log`,
+//! `l7_flow_log`, `network`). With an `"inventory"` file, rows carry the deepflow-tagging
+//! universal tags and [`df_analyzer_lookup_ip`] looks an IP up; with a `"store"` directory every
+//! record is also written to deepflow-store's partitioned Parquet files, which
+//! [`df_store_query`] queries with SQL (result as an Arrow batch).
 //!
 //! Conventions of every entry point:
 //! - returns a status code: `DF_OK` (0), `DF_END` (1, nothing more), or a negative `DF_ERR_*`;
@@ -20,6 +26,10 @@
 //! threads).
 #![allow(unsafe_code)]
 
+mod arrow_c;
+
+pub use arrow_c::{FFI_ArrowArray, FFI_ArrowSchema};
+
 use std::cell::RefCell;
 use std::ffi::{CStr, CString, c_char, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -30,7 +40,12 @@ use deepflow_capture::pipeline::{Pipeline, PipelineConfig};
 use deepflow_capture::source::{self, CaptureError, Next, PacketSource};
 use deepflow_core::wire::LinkType;
 use deepflow_protocols::capture::L7Observer;
+use deepflow_core::record::{L4FlowLog, L7FlowLog, NetworkMetrics};
 use deepflow_protocols::{EmitMode, L7Config};
+use deepflow_store::arrow::record_batch::RecordBatch;
+use deepflow_store::writer::Storable;
+use deepflow_store::{QueryEngine, Record, Storage, StoreWriter, WriterOptions};
+use deepflow_tagging::{ResourceKind, Tagger, TaggerOptions, TaggedRow};
 use serde::Deserialize;
 
 /// Success.
@@ -57,6 +72,10 @@ pub const DF_ERR_STATE: i32 = -7;
 pub const DF_ERR_UNSUPPORTED: i32 = -8;
 /// The record callback returned non-zero: delivery stopped, undelivered records stay queued.
 pub const DF_ERR_CALLBACK: i32 = -9;
+/// Tagging failed: the inventory file is missing or invalid.
+pub const DF_ERR_TAGGING: i32 = -10;
+/// The Parquet store failed (writing, opening, or a SQL error in [`df_store_query`]).
+pub const DF_ERR_STORE: i32 = -11;
 /// A bug: Rust code panicked. The analyzer is unusable from now on (free it).
 pub const DF_ERR_PANIC: i32 = -99;
 
@@ -99,6 +118,20 @@ struct Config {
     /// The L7 engine's settings (deepflow-protocols `L7Config`); `emit` above overrides its
     /// `emit`.
     l7: Option<L7Config>,
+    /// Record format: "json" (default) or "arrow" (df_analyzer_take_arrow).
+    output: Option<String>,
+    /// A deepflow-tagging inventory file (YAML, or JSON for .json): rows get universal tags.
+    inventory: Option<String>,
+    /// A directory: every record is also written there as deepflow-store Parquet files.
+    store: Option<String>,
+}
+
+/// Typed rows waiting for [`df_analyzer_take_arrow`] (output "arrow").
+#[derive(Default)]
+struct ArrowQueues {
+    l4: Vec<TaggedRow<L4FlowLog>>,
+    l7: Vec<TaggedRow<L7FlowLog>>,
+    network: Vec<TaggedRow<NetworkMetrics>>,
 }
 
 /// A sink for records: per-kind queues of NUL-terminated JSON objects, back to back.
@@ -170,6 +203,11 @@ pub struct DfAnalyzer {
     records: [u64; KINDS],
     source_packets: u64,
     truncated_at: Option<u64>,
+    /// Output "arrow": rows go to `arrow` instead of the JSON queues.
+    arrow_out: bool,
+    arrow: ArrowQueues,
+    tagger: Option<std::sync::Arc<Tagger>>,
+    store: Option<StoreWriter>,
 }
 
 thread_local! {
@@ -305,7 +343,38 @@ impl DfAnalyzer {
         if cfg.no_l7 {
             l7.enabled_protocols = vec!["none".to_string()];
         }
+        let arrow_out = match cfg.output.as_deref() {
+            None | Some("json") => false,
+            Some("arrow") => true,
+            Some(o) => return Err(Error::new(DF_ERR_ARG, format!("config: output {o:?}: expected json or arrow"))),
+        };
+        let tagger = match &cfg.inventory {
+            None => None,
+            Some(path) => {
+                let t = Tagger::new(TaggerOptions::default())
+                    .map_err(|e| Error::new(DF_ERR_TAGGING, format!("tagger: {e}")))?;
+                t.load_inventory_file(Path::new(path))
+                    .map_err(|e| Error::new(DF_ERR_TAGGING, format!("inventory {path}: {e}")))?;
+                Some(std::sync::Arc::new(t))
+            }
+        };
+        let store = match &cfg.store {
+            None => None,
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(|e| Error::new(DF_ERR_STORE, format!("store {dir}: {e}")))?;
+                let storage = Storage::local(dir).map_err(|e| Error::new(DF_ERR_STORE, format!("store {dir}: {e}")))?;
+                let mut opts = WriterOptions::default();
+                if let Some(t) = &tagger {
+                    opts = opts.with_tagger(t.clone());
+                }
+                Some(StoreWriter::open(storage, opts).map_err(|e| Error::new(DF_ERR_STORE, format!("store {dir}: {e}")))?)
+            }
+        };
         Ok(DfAnalyzer {
+            arrow_out,
+            arrow: ArrowQueues::default(),
+            tagger,
+            store,
             pipe: Pipeline::new(pcfg, L7Observer::new(l7)),
             source: None,
             live: false,
@@ -325,28 +394,55 @@ impl DfAnalyzer {
         for q in &mut self.queues {
             q.compact();
         }
+        let snap = self.tagger.as_ref().map(|t| t.snapshot());
         let rows = self.pipe.table_mut().observer_mut().drain_rows();
         if self.want[1] {
-            for r in &rows {
-                self.queues[1].push(r);
-            }
             self.records[1] += rows.len() as u64;
+            self.output(1, rows, snap.as_deref(), |q| &mut q.l7)?;
         }
         let flows = self.pipe.drain_flows();
         if self.want[0] {
-            for f in &flows {
-                self.queues[0].push(f);
-            }
             self.records[0] += flows.len() as u64;
+            self.output(0, flows, snap.as_deref(), |q| &mut q.l4)?;
         }
         let metrics = self.pipe.drain_metrics();
         if self.want[2] {
-            for m in &metrics {
-                self.queues[2].push(m);
-            }
             self.records[2] += metrics.len() as u64;
+            self.output(2, metrics, snap.as_deref(), |q| &mut q.network)?;
         }
         self.deliver()
+    }
+
+    /// Hands new rows of one kind to the store writer and to the JSON or Arrow queue.
+    fn output<R: Storable + serde::Serialize + Clone>(
+        &mut self,
+        kind: usize,
+        rows: Vec<R>,
+        snap: Option<&deepflow_tagging::Snapshot>,
+        arrow_queue: fn(&mut ArrowQueues) -> &mut Vec<TaggedRow<R>>,
+    ) -> Result<(), Error> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        if let Some(w) = &mut self.store {
+            for r in &rows {
+                w.append(r.clone()).map_err(|e| Error::new(DF_ERR_STORE, format!("store: {e}")))?;
+            }
+        }
+        let tagged = rows.into_iter().map(|row| {
+            let (tags_0, tags_1) = snap.map(|s| row.tag(s, None)).unwrap_or_default();
+            TaggedRow { row, tags_0, tags_1 }
+        });
+        if self.arrow_out {
+            arrow_queue(&mut self.arrow).extend(tagged);
+        } else if let Some(q) = self.queues.get_mut(kind) {
+            if snap.is_some() {
+                tagged.for_each(|t| q.push(&t));
+            } else {
+                tagged.for_each(|t| q.push(&t.row));
+            }
+        }
+        Ok(())
     }
 
     fn deliver(&mut self) -> Result<i32, Error> {
@@ -423,6 +519,9 @@ impl DfAnalyzer {
             return Err(e.into());
         }
         delivered?;
+        if end {
+            self.flush_store()?;
+        }
         Ok(if end { DF_END } else { DF_OK })
     }
 
@@ -431,6 +530,14 @@ impl DfAnalyzer {
         let cb = self.callback.take();
         let _ = self.collect();
         self.callback = cb;
+    }
+
+    /// Flushes the store writer, if any.
+    fn flush_store(&mut self) -> Result<(), Error> {
+        if let Some(w) = &mut self.store {
+            w.flush().map_err(|e| Error::new(DF_ERR_STORE, format!("store: {e}")))?;
+        }
+        Ok(())
     }
 
     fn stats_json(&self) -> serde_json::Value {
@@ -531,7 +638,11 @@ pub unsafe extern "C" fn df_analyzer_free(a: *mut DfAnalyzer) {
     let _ = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: per the contract, `a` came from Box::into_raw in df_analyzer_new and is freed
         // once.
-        drop(unsafe { Box::from_raw(a) });
+        let mut an = unsafe { Box::from_raw(a) };
+        // Rows still buffered for the store are written (errors cannot be reported here: call
+        // df_analyzer_finish first to see them).
+        let _ = an.flush_store();
+        drop(an);
     }));
 }
 
@@ -696,7 +807,9 @@ pub unsafe extern "C" fn df_analyzer_finish(a: *mut DfAnalyzer) -> i32 {
         an.source = None;
         an.live = false;
         an.pipe.finish();
-        an.collect()
+        let r = an.collect();
+        an.flush_store()?;
+        r
     })
 }
 
@@ -767,7 +880,16 @@ fn kind_queue(an: &mut DfAnalyzer, kind: i32) -> Result<&mut Queue, Error> {
 pub unsafe extern "C" fn df_analyzer_pending(a: *mut DfAnalyzer, kind: i32) -> i64 {
     let mut n = 0i64;
     let code = with_analyzer("df_analyzer_pending", a, |an| {
-        n = kind_queue(an, kind)?.count as i64;
+        n = if an.arrow_out {
+            match kind {
+                DF_KIND_FLOW => an.arrow.l4.len(),
+                DF_KIND_L7 => an.arrow.l7.len(),
+                DF_KIND_METRICS => an.arrow.network.len(),
+                _ => return Err(Error::new(DF_ERR_ARG, format!("unknown record kind {kind}"))),
+            }
+        } else {
+            kind_queue(an, kind)?.count
+        } as i64;
         Ok(DF_OK)
     });
     if code == DF_OK { n } else { i64::from(code) }
@@ -856,4 +978,172 @@ pub unsafe extern "C" fn df_analyze_file(
     // SAFETY: `a` is NULL or the analyzer created above.
     unsafe { df_analyzer_free(a) };
     rc
+}
+
+/// Builds one Arrow batch of the queued rows of `kind` (emptying that queue).
+fn take_batch(an: &mut DfAnalyzer, kind: i32) -> Result<RecordBatch, Error> {
+    if !an.arrow_out {
+        return Err(Error::new(DF_ERR_STATE, "the analyzer was not created with \"output\": \"arrow\""));
+    }
+    let r = match kind {
+        DF_KIND_FLOW => L4FlowLog::to_batch(&std::mem::take(&mut an.arrow.l4)),
+        DF_KIND_L7 => L7FlowLog::to_batch(&std::mem::take(&mut an.arrow.l7)),
+        DF_KIND_METRICS => NetworkMetrics::to_batch(&std::mem::take(&mut an.arrow.network)),
+        _ => return Err(Error::new(DF_ERR_ARG, format!("unknown record kind {kind}"))),
+    };
+    r.map_err(|e| Error::new(DF_ERR_ARG, format!("arrow: {e}")))
+}
+
+/// Exports a batch as a struct array through the Arrow C Data Interface.
+fn export_batch(batch: RecordBatch, out_array: *mut FFI_ArrowArray, out_schema: *mut FFI_ArrowSchema) -> Result<(), Error> {
+    let (array, schema) = arrow_c::export(batch).map_err(|e| Error::new(DF_ERR_ARG, format!("arrow export: {e}")))?;
+    // SAFETY: both checked non-NULL by the callers and writable per the contract; whatever they
+    // held is overwritten without being released (documented: pass released/uninitialized
+    // structs).
+    unsafe {
+        out_array.write(array);
+        out_schema.write(schema);
+    }
+    Ok(())
+}
+
+/// Arrow pull (analyzer created with `"output": "arrow"`): moves every queued record of `kind`
+/// into one record batch, exported through the Arrow C Data Interface as a struct array
+/// (`*out_array`) and its schema (`*out_schema`, format "+s", one child per column). The
+/// columns are deepflow-store's table schemas: `l4_flow_log` (`DF_KIND_FLOW`), `l7_flow_log`
+/// (`DF_KIND_L7`), `network` (`DF_KIND_METRICS`), with the `*_id_0`/`*_id_1` tag columns (0
+/// without an inventory). A batch may have 0 rows.
+///
+/// Ownership: the caller owns both structs afterwards and must call each one's `release`
+/// callback once (or hand them to an Arrow implementation that does, e.g. pyarrow's
+/// `RecordBatch._import_from_c`, or [`df_arrow_release`]). The structs passed in are
+/// overwritten without being released.
+/// Errors: `DF_ERR_NULL`, `DF_ERR_ARG` (unknown kind), `DF_ERR_STATE` (output is not arrow).
+///
+/// # Safety
+/// `a` is NULL or a live analyzer; `out_array`/`out_schema` are NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn df_analyzer_take_arrow(
+    a: *mut DfAnalyzer,
+    kind: i32,
+    out_array: *mut FFI_ArrowArray,
+    out_schema: *mut FFI_ArrowSchema,
+) -> i32 {
+    with_analyzer("df_analyzer_take_arrow", a, |an| {
+        out_ptr(out_array, "out_array")?;
+        out_ptr(out_schema, "out_schema")?;
+        let batch = take_batch(an, kind)?;
+        export_batch(batch, out_array, out_schema)?;
+        Ok(DF_OK)
+    })
+}
+
+/// Releases an exported array and schema (calls their `release` callbacks if set, and marks
+/// them released). Either pointer may be NULL. For C callers that do not use an Arrow library.
+///
+/// # Safety
+/// Each pointer is NULL or points at an Arrow C struct (released or not).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn df_arrow_release(array: *mut FFI_ArrowArray, schema: *mut FFI_ArrowSchema) {
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        if !array.is_null() {
+            // SAFETY: non-NULL, points at an ArrowArray per the contract.
+            unsafe { arrow_c::release_array(array) };
+        }
+        if !schema.is_null() {
+            // SAFETY: as above for the schema.
+            unsafe { arrow_c::release_schema(schema) };
+        }
+    }));
+}
+
+/// Tag lookup (analyzer created with an `"inventory"`): the universal tags of `ip` (IPv4 or
+/// IPv6 text) as a JSON object in `*out`: `{"region_id": 1, "region": "cn-east", ...}` for
+/// every tag kind (`region`, `az`, `host`, `l3_epc`, `subnet`, `pod_cluster`, `pod_ns`,
+/// `pod_node`, `pod_group`, `pod`, `service`, `gprocess`); ids are 0 and names null when
+/// unknown. The caller owns `out->data` and releases it with [`df_bytes_free`].
+/// Errors: `DF_ERR_NULL`, `DF_ERR_ARG` (not an IP), `DF_ERR_STATE` (no inventory).
+///
+/// # Safety
+/// `a` is NULL or a live analyzer; `ip` is NULL or NUL-terminated; `out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn df_analyzer_lookup_ip(a: *mut DfAnalyzer, ip: *const c_char, out: *mut DfBytes) -> i32 {
+    with_analyzer("df_analyzer_lookup_ip", a, |an| {
+        out_ptr(out, "out")?;
+        let ip_s = str_arg(ip, "ip")?;
+        let addr: std::net::IpAddr =
+            ip_s.trim().parse().map_err(|_| Error::new(DF_ERR_ARG, format!("{ip_s:?} is not an IP address")))?;
+        let tagger = an
+            .tagger
+            .as_ref()
+            .ok_or_else(|| Error::new(DF_ERR_STATE, "the analyzer has no \"inventory\" to look IPs up in"))?;
+        let tags = tagger.snapshot().lookup_ip(None, addr);
+        let mut m = serde_json::Map::new();
+        for kind in ResourceKind::ALL {
+            if matches!(kind, ResourceKind::LabelKey | ResourceKind::LabelValue) {
+                continue;
+            }
+            let id = tags.get(kind);
+            m.insert(format!("{}_id", kind.name()), id.into());
+            let name = if id == 0 { None } else { tagger.name(kind, id) };
+            m.insert(kind.name().to_string(), name.map_or(serde_json::Value::Null, serde_json::Value::String));
+        }
+        let v = serde_json::to_vec(&m).map_err(|e| Error::new(DF_ERR_ARG, e.to_string()))?;
+        bytes_out(out, v);
+        Ok(DF_OK)
+    })
+}
+
+/// Writes the rows buffered for the `"store"` directory to Parquet now (they are also written
+/// when a file source ends, by [`df_analyzer_finish`] and by [`df_analyzer_free`]).
+/// Errors: `DF_ERR_STATE` (no store), `DF_ERR_STORE`.
+///
+/// # Safety
+/// `a` is NULL or a live analyzer.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn df_analyzer_flush_store(a: *mut DfAnalyzer) -> i32 {
+    with_analyzer("df_analyzer_flush_store", a, |an| {
+        if an.store.is_none() {
+            return Err(Error::new(DF_ERR_STATE, "the analyzer has no \"store\" directory"));
+        }
+        an.flush_store()?;
+        Ok(DF_OK)
+    })
+}
+
+/// Runs SQL (DataFusion, deepflow-store's tables `l4_flow_log`, `l7_flow_log`, `network`,
+/// `application` and their name views) over the Parquet store in directory `dir` (as written
+/// with the `"store"` setting) and exports the whole result as one Arrow batch (struct array
+/// + schema, as in [`df_analyzer_take_arrow`]; the caller owns and releases both).
+/// Errors: `DF_ERR_NULL`, `DF_ERR_ARG` (not UTF-8), `DF_ERR_STORE` (no such store, SQL error).
+///
+/// # Safety
+/// Strings are NULL or NUL-terminated (borrowed for the call); the out pointers are NULL or
+/// writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn df_store_query(
+    dir: *const c_char,
+    sql: *const c_char,
+    out_array: *mut FFI_ArrowArray,
+    out_schema: *mut FFI_ArrowSchema,
+) -> i32 {
+    guard("df_store_query", || {
+        let dir = str_arg(dir, "dir")?;
+        let sql = str_arg(sql, "sql")?;
+        out_ptr(out_array, "out_array")?;
+        out_ptr(out_schema, "out_schema")?;
+        if !Path::new(dir).is_dir() {
+            return Err(Error::new(DF_ERR_STORE, format!("{dir} is not a directory")));
+        }
+        let engine = QueryEngine::open_local(dir).map_err(|e| Error::new(DF_ERR_STORE, format!("{dir}: {e}")))?;
+        let batches = engine.query(sql).map_err(|e| Error::new(DF_ERR_STORE, e.to_string()))?;
+        let schema = match batches.first() {
+            Some(b) => b.schema(),
+            None => std::sync::Arc::new(deepflow_store::arrow::datatypes::Schema::empty()),
+        };
+        let batch = deepflow_store::arrow::compute::concat_batches(&schema, &batches)
+            .map_err(|e| Error::new(DF_ERR_STORE, format!("arrow: {e}")))?;
+        export_batch(batch, out_array, out_schema)?;
+        Ok(DF_OK)
+    })
 }

@@ -1,0 +1,3 @@
+module example.invalid/deepflow-rs/bindings/go
+
+go 1.19
