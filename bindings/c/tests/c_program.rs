@@ -7,9 +7,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// target/<profile>: the directory holding libdeepflow.so (this test binary is in its deps/).
+/// Where cargo put `libdeepflow.so` for this test run: `target/<profile>/deps` (next to the test
+/// binary; `cargo test` builds the cdylib there) or `target/<profile>` (after `cargo build`).
 fn profile_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
-    exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>").to_path_buf()
+    let deps = exe.parent().expect("target/<profile>/deps/<test>").to_path_buf();
+    if deps.join("libdeepflow.so").exists() {
+        return deps;
+    }
+    deps.parent().expect("target/<profile>").to_path_buf()
 }
 
 fn compiler() -> Option<String> {

@@ -991,9 +991,15 @@ mod tests {
 
     #[test]
     fn rate_extrapolation() {
-        // counter 0,10,20,30 at 0,15,30,45 s, window [0,60] s: extrapolated to the end by 7.5 s
+        // counter 0,10,20,30 at 0,15,30,45 s, window [0,60] s: the 15 s to the window end are
+        // below 1.1 x the 15 s sample spacing, so Prometheus extrapolates all the way:
+        // 30 * (45 + 15) / 45 = 40
         let pts = [(0, 0.0), (15_000, 10.0), (30_000, 20.0), (45_000, 30.0)];
         let inc = extrapolated_rate(&pts, 0, 60_000, true, false, 60_000).unwrap();
+        assert!((inc - 40.0).abs() < 1e-9, "{inc}");
+        // window [0,90] s: 45 s to the end is beyond the threshold, so only half a spacing
+        // (7.5 s) is added: 30 * (45 + 7.5) / 45 = 35
+        let inc = extrapolated_rate(&pts, 0, 90_000, true, false, 90_000).unwrap();
         assert!((inc - 35.0).abs() < 1e-9, "{inc}");
         assert_eq!(instant_delta(&pts, true), Some(10.0 / 15.0));
     }
