@@ -33,11 +33,12 @@ if have_lib; then
   (cd bindings/go && CGO_LDFLAGS="-L$lib_dir -Wl,-rpath,$lib_dir" go test -count=1 -v ./... 2>&1) \
     | tee /tmp/deepflow-rs-gotest.log | grep -vE '^(=== RUN|--- PASS)'
   go_status=${PIPESTATUS[0]}
-  set -e
-  summary=$(grep -E '^=+ .* in [0-9.]+s' /tmp/deepflow-rs-pytest.log | tail -1)
+  # pytest's last line: "10 passed, 1 skipped in 2.70s" (-q) or "=== ... in 2.70s ===".
+  summary=$(grep -E '(passed|failed|skipped|error).* in [0-9.]+s' /tmp/deepflow-rs-pytest.log | tail -1)
   count() { local n; n=$(echo "$summary" | grep -Eo "[0-9]+ $1" | awk '{print $1}' | tail -1); echo "${n:-0}"; }
   py_line="pytest: $(count passed) passed, $(count failed) failed, $(count skipped) skipped"
   go_line="go test: $(grep -c -- '--- PASS' /tmp/deepflow-rs-gotest.log) passed, $(grep -c -- '--- FAIL' /tmp/deepflow-rs-gotest.log) failed, $(grep -c -- '--- SKIP' /tmp/deepflow-rs-gotest.log) skipped"
+  set -e
   [ "$py_status" -eq 0 ] || status=1
   [ "$go_status" -eq 0 ] || status=1
 else
