@@ -39,7 +39,9 @@ fn main() {
                     let _ = Command::new("llvm-strip").arg("-g").arg(&obj).status();
                     continue;
                 }
-                Ok(o) => errors.push(format!("{clang} failed on bpf/{p}.bpf.c: {}", String::from_utf8_lossy(&o.stderr))),
+                Ok(o) => {
+                    errors.push(format!("{clang} failed on bpf/{p}.bpf.c: {}", String::from_utf8_lossy(&o.stderr)))
+                }
                 Err(e) => errors.push(format!("cannot run {clang} (install clang and libbpf-dev): {e}")),
             }
         }

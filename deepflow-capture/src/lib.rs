@@ -10,8 +10,8 @@
 
 pub mod budget;
 pub mod defrag;
+#[cfg(all(feature = "ebpf", target_os = "linux"))]
+pub mod ebpf;
 pub mod flow;
 pub mod pipeline;
 pub mod source;
-#[cfg(all(feature = "ebpf", target_os = "linux"))]
-pub mod ebpf;

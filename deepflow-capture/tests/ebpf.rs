@@ -40,7 +40,10 @@ fn tracer_sees_curl_request_and_response_with_tuple_role_and_sequence() {
         let resp = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
         s.write_all(resp.as_bytes()).unwrap();
     });
-    let curl = Command::new("curl").args(["-s", "-o", "/dev/null", &format!("http://127.0.0.1:{port}/traced")]).spawn().unwrap();
+    let curl = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", &format!("http://127.0.0.1:{port}/traced")])
+        .spawn()
+        .unwrap();
     let curl_pid = curl.id();
     assert!(curl.wait_with_output().unwrap().status.success());
     server.join().unwrap();
@@ -202,12 +205,15 @@ fn tls_uprobes_see_curl_plaintext_over_https() {
     assert!(ok, "curl https failed");
     let req = evs
         .iter()
-        .find(|(e, d)| e.pid == curl_pid && e.direction == shared::DIR_EGRESS && d.starts_with(b"GET /tls-path HTTP/1.1"))
+        .find(|(e, d)| {
+            e.pid == curl_pid && e.direction == shared::DIR_EGRESS && d.starts_with(b"GET /tls-path HTTP/1.1")
+        })
         .unwrap_or_else(|| panic!("no plaintext request from curl: {evs:?}"));
     assert_eq!(req.0.tuple.dport, port);
     assert_eq!(comm_str(&req.0.comm), "curl");
     assert!(
-        evs.iter().any(|(e, d)| e.pid == curl_pid && e.direction == shared::DIR_INGRESS && d.starts_with(b"HTTP/1.0 200")),
+        evs.iter()
+            .any(|(e, d)| e.pid == curl_pid && e.direction == shared::DIR_INGRESS && d.starts_with(b"HTTP/1.0 200")),
         "no plaintext response read by curl"
     );
     // (`openssl s_server -www` reads through an SSL BIO, which calls OpenSSL's internal read

@@ -65,7 +65,8 @@ fn ebpf_rows_match_packet_rows_for_redis_with_pid_and_comm() {
     }
     let mut pids = Vec::new();
     for args in [&["SET", "greeting", "hello"][..], &["GET", "greeting"][..], &["INCR", "greeting"][..]] {
-        let c = Command::new("redis-cli").args(["-p", &port.to_string()]).args(args).stdout(Stdio::null()).spawn().unwrap();
+        let c =
+            Command::new("redis-cli").args(["-p", &port.to_string()]).args(args).stdout(Stdio::null()).spawn().unwrap();
         pids.push(c.id());
         c.wait_with_output().unwrap();
     }
@@ -116,11 +117,7 @@ fn ebpf_rows_match_packet_rows_for_redis_with_pid_and_comm() {
 
 /// Runs `traffic` while the tracer and a libpcap capture of `filter` on lo both watch; returns
 /// the annotated eBPF rows and the packet rows.
-fn observe(
-    test: &str,
-    filter: &str,
-    traffic: impl FnOnce(),
-) -> Option<(Vec<L7FlowLog>, Vec<L7FlowLog>)> {
+fn observe(test: &str, filter: &str, traffic: impl FnOnce()) -> Option<(Vec<L7FlowLog>, Vec<L7FlowLog>)> {
     let mut tracer = match SocketTracer::start(&SocketTracerConfig::default()) {
         Ok(t) => t,
         Err(e) => {
@@ -128,7 +125,11 @@ fn observe(
             return None;
         }
     };
-    let mut live = match LiveSource::open(LiveConfig { interface: "lo".into(), filter: Some(filter.into()), ..LiveConfig::default() }) {
+    let mut live = match LiveSource::open(LiveConfig {
+        interface: "lo".into(),
+        filter: Some(filter.into()),
+        ..LiveConfig::default()
+    }) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("SKIP {test}: no live capture on lo: {e}");
@@ -162,7 +163,8 @@ fn observe(
 fn ebpf_rows_for_curl_nginx_proxy_chain_match_packets_and_share_trace_ids() {
     let test = "ebpf_rows_for_curl_nginx_proxy_chain_match_packets_and_share_trace_ids";
     for tool in ["nginx", "curl"] {
-        if Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().map_or(true, |o| !o.status.success()) {
+        if Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().map_or(true, |o| !o.status.success())
+        {
             eprintln!("SKIP {test}: {tool} not installed");
             return;
         }
@@ -224,7 +226,8 @@ fn ebpf_rows_for_curl_nginx_proxy_chain_match_packets_and_share_trace_ids() {
     let _ = std::fs::remove_dir_all(&dir);
     let Some((rows, packet_rows)) = res else { return };
 
-    let at = |port: u16, side: &str| rows.iter().filter(|r| r.server_port == port && r.tap_side == side).collect::<Vec<_>>();
+    let at =
+        |port: u16, side: &str| rows.iter().filter(|r| r.server_port == port && r.tap_side == side).collect::<Vec<_>>();
     let curl = at(front, "c-p");
     let nginx_front = at(front, "s-p");
     let to_backend = at(backend, "c-p");

@@ -778,8 +778,10 @@ fn redis_auth_masked_pipelining_resp3_pushes() {
     let n_msg = words(msgs[0].client_port, "message");
     let n_inv = words(inv_rows[0].client_port, "invalidate");
     assert_eq!((msgs.len(), n_msg), (2, 2));
-    assert!(msgs.iter().all(|m| m.response_result.as_deref() == Some("> Push")
-        && m.request_resource.as_deref() == Some("news")));
+    assert!(
+        msgs.iter()
+            .all(|m| m.response_result.as_deref() == Some("> Push") && m.request_resource.as_deref() == Some("news"))
+    );
     assert_eq!((inv_rows.len(), n_inv), (1, 1));
     let sub = r.iter().find(|x| x.request_type.as_deref() == Some("SUBSCRIBE")).unwrap();
     assert_eq!(sub.response_result.as_deref(), Some("> Push"));
@@ -833,8 +835,7 @@ fn sql_obfuscation_and_length_cap_on_real_captures() {
     let mut n = 0;
     let mut cut = 0;
     for (port, q) in &t {
-        let want: Vec<String> =
-            q.iter().map(|r| cap_string(obfuscate(&unescape(&r[1]), Dialect::MySql), 40)).collect();
+        let want: Vec<String> = q.iter().map(|r| cap_string(obfuscate(&unescape(&r[1]), Dialect::MySql), 40)).collect();
         let got: Vec<String> = ours[port]
             .iter()
             .filter(|r| matches!(r.request_type.as_deref(), Some("COM_QUERY" | "COM_STMT_PREPARE")))
@@ -856,10 +857,8 @@ fn sql_obfuscation_and_length_cap_on_real_captures() {
     let ours = by_port(&rows, L7Protocol::PostgreSql);
     let t = group(tshark_fields(&pcap, "pgsql.type == \"Simple query\"", &["tcp.srcport", "pgsql.query"]));
     for (port, q) in &t {
-        let want: Vec<String> = column(q, 1)
-            .iter()
-            .map(|x| cap_string(obfuscate(&unescape(x), Dialect::Postgres), 40))
-            .collect();
+        let want: Vec<String> =
+            column(q, 1).iter().map(|x| cap_string(obfuscate(&unescape(x), Dialect::Postgres), 40)).collect();
         let got: Vec<String> = ours[port]
             .iter()
             .filter(|r| r.request_type.as_deref() == Some("Q"))
@@ -882,8 +881,10 @@ fn postgresql_tls_switch_matches_tshark() {
         .iter()
         .map(|r| r[0].parse().unwrap())
         .collect();
-    let hellos: Vec<u16> =
-        tshark_fields(&pcap, "tls.handshake.type == 1", &["tcp.srcport"]).iter().map(|r| r[0].parse().unwrap()).collect();
+    let hellos: Vec<u16> = tshark_fields(&pcap, "tls.handshake.type == 1", &["tcp.srcport"])
+        .iter()
+        .map(|r| r[0].parse().unwrap())
+        .collect();
     assert_eq!(ssl.len(), 1);
     assert!(hellos.iter().all(|p| *p == ssl[0]) && !hellos.is_empty());
     let tls: Vec<_> = rows.iter().filter(|r| r.client_port == ssl[0]).collect();

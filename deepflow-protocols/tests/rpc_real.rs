@@ -391,7 +391,8 @@ fn dubbo_real_dubbo_remoting() {
     let svc = "org.apache.dubbo.rt.CalcService";
     let ep = |m: &str| format!("{svc}/{m}");
     let first = d.first().and_then(|r| r.request_id).unwrap();
-    let got: Vec<_> = summary(&d).into_iter().map(|(t, e, id, c, st, lt)| (t, e, id.map(|i| i - first), c, st, lt)).collect();
+    let got: Vec<_> =
+        summary(&d).into_iter().map(|(t, e, id, c, st, lt)| (t, e, id.map(|i| i - first), c, st, lt)).collect();
     assert_eq!(
         got,
         vec![
@@ -419,7 +420,8 @@ fn tars_real_tars_rpc() {
     let obj = "RtApp.RtServer.NodeTarsObj";
     let ep = |m: &str| format!("{obj}/{m}");
     let first = t.first().and_then(|r| r.request_id).unwrap();
-    let got: Vec<_> = summary(&t).into_iter().map(|(a, e, id, c, st, lt)| (a, e, id.map(|i| i - first), c, st, lt)).collect();
+    let got: Vec<_> =
+        summary(&t).into_iter().map(|(a, e, id, c, st, lt)| (a, e, id.map(|i| i - first), c, st, lt)).collect();
     assert_eq!(
         got,
         vec![
@@ -465,7 +467,14 @@ fn someip_real_someipy_matches_tshark() {
     let t = tshark_fields(
         &pcap,
         "someip",
-        &["someip.serviceid", "someip.methodid", "someip.clientid", "someip.sessionid", "someip.messagetype", "someip.returncode"],
+        &[
+            "someip.serviceid",
+            "someip.methodid",
+            "someip.clientid",
+            "someip.sessionid",
+            "someip.messagetype",
+            "someip.returncode",
+        ],
     );
     let num = |s: &str| i64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap();
     let mut theirs: Vec<(i64, i64, u32)> = t

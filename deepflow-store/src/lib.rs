@@ -60,9 +60,9 @@ pub use format::OutputFormat;
 pub use maintenance::{CompactionOptions, MaintenanceReport, RetentionPolicy, apply_retention, compact};
 pub use query::QueryEngine;
 pub use schema::{Record, Table};
-pub use storage::Storage;
 #[cfg(feature = "s3")]
 pub use storage::S3Options;
+pub use storage::Storage;
 pub use writer::{StoreWriter, WriterOptions, WriterStats};
 
 /// The arrow, parquet, datafusion and object_store crates this crate is built with (use these

@@ -38,7 +38,10 @@ fn run(pcap: &Path, arrow: bool) -> Result<(u64, f64), Box<dyn std::error::Error
             if arrow {
                 let wrap = |row| TaggedRow { row, tags_0: Default::default(), tags_1: Default::default() };
                 let l7: Vec<_> = l7.into_iter().map(wrap).collect();
-                let flows: Vec<_> = flows.into_iter().map(|row| TaggedRow { row, tags_0: Default::default(), tags_1: Default::default() }).collect();
+                let flows: Vec<_> = flows
+                    .into_iter()
+                    .map(|row| TaggedRow { row, tags_0: Default::default(), tags_1: Default::default() })
+                    .collect();
                 records += deepflow_core::record::L7FlowLog::to_batch(&l7)?.num_rows() as u64;
                 records += deepflow_core::record::L4FlowLog::to_batch(&flows)?.num_rows() as u64;
             } else {

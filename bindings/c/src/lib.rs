@@ -38,14 +38,14 @@ use std::path::Path;
 use deepflow_capture::budget::parse_size;
 use deepflow_capture::pipeline::{Pipeline, PipelineConfig};
 use deepflow_capture::source::{self, CaptureError, Next, PacketSource};
+use deepflow_core::record::{L4FlowLog, L7FlowLog, NetworkMetrics};
 use deepflow_core::wire::LinkType;
 use deepflow_protocols::capture::L7Observer;
-use deepflow_core::record::{L4FlowLog, L7FlowLog, NetworkMetrics};
 use deepflow_protocols::{EmitMode, L7Config};
 use deepflow_store::arrow::record_batch::RecordBatch;
 use deepflow_store::writer::Storable;
 use deepflow_store::{QueryEngine, Record, Storage, StoreWriter, WriterOptions};
-use deepflow_tagging::{ResourceKind, Tagger, TaggerOptions, TaggedRow};
+use deepflow_tagging::{ResourceKind, TaggedRow, Tagger, TaggerOptions};
 use serde::Deserialize;
 
 /// Success.
@@ -367,7 +367,10 @@ impl DfAnalyzer {
                 if let Some(t) = &tagger {
                     opts = opts.with_tagger(t.clone());
                 }
-                Some(StoreWriter::open(storage, opts).map_err(|e| Error::new(DF_ERR_STORE, format!("store {dir}: {e}")))?)
+                Some(
+                    StoreWriter::open(storage, opts)
+                        .map_err(|e| Error::new(DF_ERR_STORE, format!("store {dir}: {e}")))?,
+                )
             }
         };
         Ok(DfAnalyzer {
@@ -995,7 +998,11 @@ fn take_batch(an: &mut DfAnalyzer, kind: i32) -> Result<RecordBatch, Error> {
 }
 
 /// Exports a batch as a struct array through the Arrow C Data Interface.
-fn export_batch(batch: RecordBatch, out_array: *mut FFI_ArrowArray, out_schema: *mut FFI_ArrowSchema) -> Result<(), Error> {
+fn export_batch(
+    batch: RecordBatch,
+    out_array: *mut FFI_ArrowArray,
+    out_schema: *mut FFI_ArrowSchema,
+) -> Result<(), Error> {
     let (array, schema) = arrow_c::export(batch).map_err(|e| Error::new(DF_ERR_ARG, format!("arrow export: {e}")))?;
     // SAFETY: both checked non-NULL by the callers and writable per the contract; whatever they
     // held is overwritten without being released (documented: pass released/uninitialized

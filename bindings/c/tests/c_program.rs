@@ -20,7 +20,10 @@ fn profile_dir() -> PathBuf {
 
 fn compiler() -> Option<String> {
     let candidates = [std::env::var("CC").ok(), Some("cc".into()), Some("gcc".into())];
-    candidates.into_iter().flatten().find(|c| Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()))
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|c| Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()))
 }
 
 #[test]

@@ -104,10 +104,13 @@ impl Profile {
         let folded = Self::folded(samples);
         let mut opts = inferno::flamegraph::Options::default();
         opts.title = title.to_string();
-        let f = std::fs::File::create(path).map_err(|err| Error::Io { what: format!("create {}", path.display()), err })?;
+        let f =
+            std::fs::File::create(path).map_err(|err| Error::Io { what: format!("create {}", path.display()), err })?;
         let w = std::io::BufWriter::new(f);
-        inferno::flamegraph::from_lines(&mut opts, folded.lines(), w)
-            .map_err(|e| Error::Io { what: format!("write {}", path.display()), err: std::io::Error::other(e.to_string()) })
+        inferno::flamegraph::from_lines(&mut opts, folded.lines(), w).map_err(|e| Error::Io {
+            what: format!("write {}", path.display()),
+            err: std::io::Error::other(e.to_string()),
+        })
     }
 
     /// Writes `on_cpu.folded`, `on_cpu.pb` (pprof), `on_cpu.svg` and, when recorded, the

@@ -344,7 +344,14 @@ mod tests {
 
     #[test]
     fn record_roundtrip_and_short_input() {
-        let mut e = DfSocketEvent { ts_ns: 7, pid: 42, syscall_trace_id: 99, syscall: syscall::WRITEV, role: ROLE_CLIENT, ..Default::default() };
+        let mut e = DfSocketEvent {
+            ts_ns: 7,
+            pid: 42,
+            syscall_trace_id: 99,
+            syscall: syscall::WRITEV,
+            role: ROLE_CLIENT,
+            ..Default::default()
+        };
         e.comm[..4].copy_from_slice(b"curl");
         e.tuple.sport = 40000;
         e.tuple.dport = 80;

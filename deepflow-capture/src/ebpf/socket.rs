@@ -16,7 +16,7 @@ use aya::maps::{MapData, PerCpuArray, RingBuf};
 use aya::programs::TracePoint;
 use aya::{Ebpf, EbpfLoader};
 
-use super::shared::{DfSocketEvent, DfSocketStats, DF_MAX_DATA};
+use super::shared::{DF_MAX_DATA, DfSocketEvent, DfSocketStats};
 use super::{Clock, Result, attach_err, load_err, object};
 
 /// Settings of the socket tracer.

@@ -227,10 +227,8 @@ impl<O: FlowObserver> SocketStreams<O> {
         let proc_ = ProcessInfo { pid: ev.pid, tid: ev.tid, comm: comm_str(&ev.comm), is_client: local_is_client };
         self.procs.insert(flow.flow_id, proc_.clone());
         self.counters.sockets_opened += 1;
-        self.socks.insert(
-            key,
-            Entry { flow, proc_, local_is_client, last_seq: 0, last_us: ts_us, st: O::State::default() },
-        );
+        self.socks
+            .insert(key, Entry { flow, proc_, local_is_client, last_seq: 0, last_us: ts_us, st: O::State::default() });
     }
 
     fn close(&mut self, sock_id: u64, ts_us: u64) {
@@ -352,7 +350,10 @@ mod tests {
             self.calls.push(format!("{} gap {:?} {len}", f.flow_id, d));
         }
         fn on_close(&mut self, _: &mut (), f: &FlowInfo, _: u64, _: &mut L4FlowLog) {
-            self.calls.push(format!("{} close {}:{}->{}:{}", f.flow_id, f.client_ip, f.client_port, f.server_ip, f.server_port));
+            self.calls.push(format!(
+                "{} close {}:{}->{}:{}",
+                f.flow_id, f.client_ip, f.client_port, f.server_ip, f.server_port
+            ));
         }
     }
 

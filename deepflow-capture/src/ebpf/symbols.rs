@@ -157,7 +157,12 @@ fn read_maps(pid: u32) -> Vec<Mapping> {
                 return None;
             }
             let (s, e) = range.split_once('-')?;
-            Some(Mapping { start: u64::from_str_radix(s, 16).ok()?, end: u64::from_str_radix(e, 16).ok()?, offset, path })
+            Some(Mapping {
+                start: u64::from_str_radix(s, 16).ok()?,
+                end: u64::from_str_radix(e, 16).ok()?,
+                offset,
+                path,
+            })
         })
         .collect()
 }

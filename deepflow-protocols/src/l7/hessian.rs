@@ -609,12 +609,12 @@ mod tests {
         assert_eq!(class, "com.alipay.sofa.rpc.core.request.SofaRequest");
         assert_eq!(v.get("methodName").and_then(Value::as_str), Some("plus"));
         assert_eq!(v.get("targetServiceUniqueName").and_then(Value::as_str), Some("com.example.rt.CalcService:1.0"));
-        assert_eq!(v.get("methodArgSigs"), Some(&Value::List(vec![Value::Str("int".into()), Value::Str("int".into())])));
-        let props = v.get("requestProps").unwrap();
         assert_eq!(
-            props.get("rpc_trace_context.sofaTraceId").and_then(Value::as_str),
-            Some("0a0fe8bd1700000000011")
+            v.get("methodArgSigs"),
+            Some(&Value::List(vec![Value::Str("int".into()), Value::Str("int".into())]))
         );
+        let props = v.get("requestProps").unwrap();
+        assert_eq!(props.get("rpc_trace_context.sofaTraceId").and_then(Value::as_str), Some("0a0fe8bd1700000000011"));
         // the two int arguments follow the request object
         assert_eq!(r.value(), Some(Value::Int(1)));
         assert_eq!(r.value(), Some(Value::Int(2)));

@@ -168,7 +168,9 @@ pub fn to_batch(samples: &[Sample]) -> Result<RecordBatch> {
     Ok(RecordBatch::try_new(
         schema(),
         vec![
-            Arc::new(TimestampMillisecondArray::from_iter_values(samples.iter().map(|s| s.time_ms)).with_timezone("UTC")),
+            Arc::new(
+                TimestampMillisecondArray::from_iter_values(samples.iter().map(|s| s.time_ms)).with_timezone("UTC"),
+            ),
             Arc::new(StringArray::from_iter_values(samples.iter().map(|s| s.metric.as_str()))),
             Arc::new(StringArray::from_iter_values(samples.iter().map(|s| labels_json(&s.labels)))),
             Arc::new(UInt64Array::from_iter_values(samples.iter().map(|s| series_id(&s.metric, &s.labels)))),

@@ -228,7 +228,12 @@ impl PromEngine {
         let mut index: HashMap<(String, String), Option<usize>> = HashMap::new();
         let mut out: Vec<Series> = Vec::new();
         for b in &batches {
-            let (Some(n), Some(l), Some(t), Some(v)) = (b.column_by_name("metric_name"), b.column_by_name("labels"), b.column_by_name("time"), b.column_by_name("value")) else {
+            let (Some(n), Some(l), Some(t), Some(v)) = (
+                b.column_by_name("metric_name"),
+                b.column_by_name("labels"),
+                b.column_by_name("time"),
+                b.column_by_name("value"),
+            ) else {
                 return exec("prometheus table without the expected columns");
             };
             let n = cast(n, &DataType::Utf8)?;
@@ -310,7 +315,9 @@ impl PromEngine {
             ));
         }
         if end < start {
-            return Err(PromError::BadData("invalid parameter \"end\": end timestamp must not be before start time".into()));
+            return Err(PromError::BadData(
+                "invalid parameter \"end\": end timestamp must not be before start time".into(),
+            ));
         }
         if (end - start) / step >= MAX_STEPS {
             return Err(PromError::BadData(
@@ -649,7 +656,13 @@ fn binary(b: &parser::BinaryExpr, t: i64, ctx: &Ctx<'_>) -> Res<Value> {
     }
 }
 
-fn vector_binop(op: &str, b: &parser::BinaryExpr, return_bool: bool, l: Vec<VSample>, r: Vec<VSample>) -> Res<Vec<VSample>> {
+fn vector_binop(
+    op: &str,
+    b: &parser::BinaryExpr,
+    return_bool: bool,
+    l: Vec<VSample>,
+    r: Vec<VSample>,
+) -> Res<Vec<VSample>> {
     let m = b.modifier.as_ref();
     let (on, names): (bool, Vec<String>) = match m.and_then(|m| m.matching.as_ref()) {
         Some(LabelModifier::Include(ls)) => (true, ls.labels.clone()),
@@ -730,7 +743,10 @@ fn vector_binop(op: &str, b: &parser::BinaryExpr, return_bool: bool, l: Vec<VSam
         }
         if seen.insert(labels.clone(), ()).is_some() {
             return exec(if one_to_one {
-                format!("multiple matches for labels: many-to-one matching must be explicit (group_left/group_right) for {}", fmt_labels(&k))
+                format!(
+                    "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right) for {}",
+                    fmt_labels(&k)
+                )
             } else {
                 "multiple matches for labels: grouping labels must ensure unique matches".to_string()
             });
@@ -765,7 +781,14 @@ fn arg(c: &parser::Call, i: usize, t: i64, ctx: &Ctx<'_>) -> Res<Value> {
 }
 
 /// Prometheus's `extrapolatedRate` (2.x).
-fn extrapolated_rate(pts: &[(i64, f64)], range_start: i64, range_end: i64, counter: bool, rate: bool, range: i64) -> Option<f64> {
+fn extrapolated_rate(
+    pts: &[(i64, f64)],
+    range_start: i64,
+    range_end: i64,
+    counter: bool,
+    rate: bool,
+    range: i64,
+) -> Option<f64> {
     if pts.len() < 2 {
         return None;
     }
@@ -910,9 +933,7 @@ fn call(c: &parser::Call, t: i64, ctx: &Ctx<'_>) -> Res<Value> {
         "last_over_time" => {
             let (m, _, _) = matrix_arg(c, 0, t, ctx)?;
             Ok(Value::Vector(
-                m.into_iter()
-                    .filter_map(|s| Some(VSample { value: s.points.last()?.1, labels: s.labels }))
-                    .collect(),
+                m.into_iter().filter_map(|s| Some(VSample { value: s.points.last()?.1, labels: s.labels })).collect(),
             ))
         }
         "abs" => math(f64::abs),

@@ -97,7 +97,10 @@ pub fn run(opts: &EbpfRun, observer: L7Observer) -> Result<(), String> {
 pub fn profile(pid: Option<u32>, seconds: u64, out: &Path, frequency: u64, off_cpu: bool) -> Result<(), String> {
     let cfg = ProfilerConfig { pid, frequency, off_cpu };
     let mut p = Profiler::start(&cfg).map_err(|e| e.to_string())?;
-    eprintln!("deepflow-agent: profiling {} for {seconds} s at {frequency} Hz", pid.map_or("all processes".to_string(), |p| format!("pid {p}")));
+    eprintln!(
+        "deepflow-agent: profiling {} for {seconds} s at {frequency} Hz",
+        pid.map_or("all processes".to_string(), |p| format!("pid {p}"))
+    );
     std::thread::sleep(Duration::from_secs(seconds));
     let prof = p.collect().map_err(|e| e.to_string())?;
     drop(p);

@@ -186,12 +186,26 @@ fn socket_tracer_sees_curl_nginx_and_redis_with_pid_and_comm() {
     ) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("SKIP socket_tracer_sees_curl_nginx_and_redis_with_pid_and_comm: the agent could not start the tracer: {e}");
+            eprintln!(
+                "SKIP socket_tracer_sees_curl_nginx_and_redis_with_pid_and_comm: the agent could not start the tracer: {e}"
+            );
             return;
         }
     };
     let pcap = start_agent(
-        &["run", "--interface", "lo", "--filter", &filter, "--duration", "6", "--format", "jsonl", "--emit", "sessions"],
+        &[
+            "run",
+            "--interface",
+            "lo",
+            "--filter",
+            &filter,
+            "--duration",
+            "6",
+            "--format",
+            "jsonl",
+            "--emit",
+            "sessions",
+        ],
         "capturing on",
     )
     .expect("packet capture on lo");
@@ -222,8 +236,7 @@ fn socket_tracer_sees_curl_nginx_and_redis_with_pid_and_comm() {
     drop(nginx);
     drop(redis_srv);
 
-    let ours: Vec<&Value> =
-        ebpf_rows.iter().filter(|r| port_of(r) == http || port_of(r) == redis).collect();
+    let ours: Vec<&Value> = ebpf_rows.iter().filter(|r| port_of(r) == http || port_of(r) == redis).collect();
     assert!(ours.iter().all(|r| r["signal_source"] == "ebpf"), "{ours:#?}");
 
     // HTTP seen from curl (client process) and from the nginx worker (server process).

@@ -196,9 +196,9 @@ fn params(raw: Option<&str>, headers: &HeaderMap, body: &[u8]) -> Result<Vec<(St
 
 fn serde_urlencoded_pairs(b: &[u8]) -> Result<Vec<(String, String)>, Response> {
     axum::extract::Query::<Vec<(String, String)>>::try_from_uri(
-        &format!("/?{}", String::from_utf8_lossy(b)).parse().map_err(|_| {
-            json_error(StatusCode::BAD_REQUEST, "bad_data", "malformed URL-encoded parameters")
-        })?,
+        &format!("/?{}", String::from_utf8_lossy(b))
+            .parse()
+            .map_err(|_| json_error(StatusCode::BAD_REQUEST, "bad_data", "malformed URL-encoded parameters"))?,
     )
     .map(|q| q.0)
     .map_err(|e| json_error(StatusCode::BAD_REQUEST, "bad_data", &format!("malformed parameters: {e}")))
@@ -270,8 +270,11 @@ async fn sql_query(State(st): St, RawQuery(raw): RawQuery, headers: HeaderMap, b
         rows.extend_from_slice(b"[]");
     }
     let n: usize = batches.iter().map(|b| b.num_rows()).sum();
-    let mut out = format!("{{\"status\":\"success\",\"columns\":{},\"row_count\":{n},\"rows\":", serde_json::Value::from(columns))
-        .into_bytes();
+    let mut out = format!(
+        "{{\"status\":\"success\",\"columns\":{},\"row_count\":{n},\"rows\":",
+        serde_json::Value::from(columns)
+    )
+    .into_bytes();
     out.extend_from_slice(&rows);
     out.push(b'}');
     ([(header::CONTENT_TYPE, "application/json")], out).into_response()
@@ -285,8 +288,8 @@ async fn remote_write_handler(State(st): St, body: Bytes) -> Response {
         Err(e) => return json_error(StatusCode::BAD_REQUEST, "bad_data", &format!("remote_write: {e}")),
     };
     let n = samples.len();
-    let res = tokio::task::spawn_blocking(move || st.samples.lock().unwrap_or_else(|e| e.into_inner()).append(samples))
-        .await;
+    let res =
+        tokio::task::spawn_blocking(move || st.samples.lock().unwrap_or_else(|e| e.into_inner()).append(samples)).await;
     match res {
         Ok(Ok(())) => (StatusCode::NO_CONTENT, [("x-deepflow-samples", n.to_string())]).into_response(),
         Ok(Err(e)) => json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", &e.to_string()),
@@ -452,7 +455,9 @@ async fn prom_query(State(st): St, RawQuery(raw): RawQuery, headers: HeaderMap, 
         Ok(QueryResult::Scalar(t, v)) => {
             success(serde_json::json!({"resultType": "scalar", "result": [ts_json(t), fmt_value(v)]}))
         }
-        Ok(QueryResult::String(t, s)) => success(serde_json::json!({"resultType": "string", "result": [ts_json(t), s]})),
+        Ok(QueryResult::String(t, s)) => {
+            success(serde_json::json!({"resultType": "string", "result": [ts_json(t), s]}))
+        }
         Ok(QueryResult::Vector(t, v)) => success(serde_json::json!({
             "resultType": "vector",
             "result": v.iter().map(|s| serde_json::json!({"metric": labels_obj(&s.labels), "value": [ts_json(t), fmt_value(s.value)]})).collect::<Vec<_>>(),
@@ -469,7 +474,8 @@ async fn prom_query_range(State(st): St, RawQuery(raw): RawQuery, headers: Heade
     };
     let Some(q) = param(&p, "query") else { return bad("invalid parameter \"query\": query is empty".into()) };
     let get_t = |k: &str| match param(&p, k) {
-        Some(s) => parse_time(s).ok_or_else(|| bad(format!("invalid parameter \"{k}\": cannot parse \"{s}\" to a valid timestamp"))),
+        Some(s) => parse_time(s)
+            .ok_or_else(|| bad(format!("invalid parameter \"{k}\": cannot parse \"{s}\" to a valid timestamp"))),
         None => Err(bad(format!("invalid parameter \"{k}\": cannot parse \"\" to a valid timestamp"))),
     };
     let (start, end) = match (get_t("start"), get_t("end")) {
@@ -552,7 +558,9 @@ async fn prom_label_values(State(st): St, Path(name): Path<String>, RawQuery(raw
 }
 
 async fn buildinfo() -> Response {
-    success(serde_json::json!({"version": "2.42.0", "revision": "deepflow-rs", "branch": "", "buildUser": "", "buildDate": "", "goVersion": ""}))
+    success(
+        serde_json::json!({"version": "2.42.0", "revision": "deepflow-rs", "branch": "", "buildUser": "", "buildDate": "", "goVersion": ""}),
+    )
 }
 
 #[cfg(test)]

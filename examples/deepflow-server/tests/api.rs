@@ -43,7 +43,8 @@ fn sql_json_arrow_bad_sql_and_auth() {
     let dir = tempfile::tempdir().unwrap();
     seed_l7(dir.path());
     let srv = start(dir.path(), Some("s3cret"), &[]);
-    let anon = Server { child: std::process::Command::new("true").spawn().unwrap(), addr: srv.addr.clone(), token: None };
+    let anon =
+        Server { child: std::process::Command::new("true").spawn().unwrap(), addr: srv.addr.clone(), token: None };
     let wrong = Server {
         child: std::process::Command::new("true").spawn().unwrap(),
         addr: srv.addr.clone(),
@@ -56,7 +57,8 @@ fn sql_json_arrow_bad_sql_and_auth() {
         let r = s.post("/v1/query", "application/x-www-form-urlencoded", None, format!("sql={}", urlenc(q)).as_bytes());
         assert_eq!(r.status, 401, "{}", r.text());
         assert_eq!(r.json()["errorType"], "unauthorized");
-        let body = remote_write::encode(&[Sample { metric: "intruder".into(), labels: vec![], time_ms: 1, value: 1.0 }]);
+        let body =
+            remote_write::encode(&[Sample { metric: "intruder".into(), labels: vec![], time_ms: 1, value: 1.0 }]);
         assert_eq!(s.post("/api/v1/write", "application/x-protobuf", None, &body).status, 401);
         assert_eq!(s.get("/api/v1/labels").status, 401);
     }
@@ -181,7 +183,14 @@ fn remote_write_then_promql_and_metadata() {
     assert_eq!(v["data"]["result"][0]["values"].as_array().unwrap().len(), 6);
 
     // metadata
-    let v = srv.get(&format!("/api/v1/series?match[]={}&start={}&end={}", urlenc("http_requests_total{job=\"api\"}"), t0 / 1000, t_end / 1000)).json();
+    let v = srv
+        .get(&format!(
+            "/api/v1/series?match[]={}&start={}&end={}",
+            urlenc("http_requests_total{job=\"api\"}"),
+            t0 / 1000,
+            t_end / 1000
+        ))
+        .json();
     assert_eq!(v["data"].as_array().unwrap().len(), 2);
     assert_eq!(v["data"][0]["__name__"], "http_requests_total");
     let v = srv.get("/api/v1/labels").json();

@@ -28,7 +28,10 @@ impl Drop for Prom {
 }
 
 fn prometheus_bin() -> Option<String> {
-    ["/usr/bin/prometheus", "/usr/local/bin/prometheus"].iter().find(|p| std::path::Path::new(p).exists()).map(|s| s.to_string())
+    ["/usr/bin/prometheus", "/usr/local/bin/prometheus"]
+        .iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .map(|s| s.to_string())
 }
 
 fn start_prometheus(dir: &std::path::Path, server: &Server, token: &str) -> Prom {
@@ -122,7 +125,11 @@ fn same(expr: &str, ours: &serde_json::Value, theirs: &serde_json::Value) -> Res
         return Ok(a.len());
     }
     if o.keys().ne(t.keys()) {
-        return Err(format!("{expr}: series differ\nours:   {:?}\ntheirs: {:?}", o.keys().collect::<Vec<_>>(), t.keys().collect::<Vec<_>>()));
+        return Err(format!(
+            "{expr}: series differ\nours:   {:?}\ntheirs: {:?}",
+            o.keys().collect::<Vec<_>>(),
+            t.keys().collect::<Vec<_>>()
+        ));
     }
     for (k, a) in &o {
         let b = &t[k];
@@ -176,7 +183,9 @@ const SUITE: &[&str] = &[
 #[test]
 fn promql_agrees_with_real_prometheus() {
     let Some(_) = prometheus_bin() else {
-        eprintln!("SKIP promql_agrees_with_real_prometheus: the `prometheus` binary is not installed (apt-get install prometheus)");
+        eprintln!(
+            "SKIP promql_agrees_with_real_prometheus: the `prometheus` binary is not installed (apt-get install prometheus)"
+        );
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -197,11 +206,16 @@ fn promql_agrees_with_real_prometheus() {
             break;
         }
     }
-    assert!(samples >= 25.0, "only {samples} scrapes arrived by remote_write; see {}/prometheus.log", dir.path().display());
+    assert!(
+        samples >= 25.0,
+        "only {samples} scrapes arrived by remote_write; see {}/prometheus.log",
+        dir.path().display()
+    );
     // evaluate a few seconds behind the newest stored sample so that every shard has delivered
-    let newest = srv.sql("SELECT CAST(max(time) AS BIGINT) AS t FROM prometheus WHERE metric_name = 'up'")["rows"][0]["t"]
-        .as_i64()
-        .unwrap();
+    let newest =
+        srv.sql("SELECT CAST(max(time) AS BIGINT) AS t FROM prometheus WHERE metric_name = 'up'")["rows"][0]["t"]
+            .as_i64()
+            .unwrap();
     let t = (newest - 4_000) / 1000; // whole seconds
     std::thread::sleep(Duration::from_secs(4));
 
@@ -221,7 +235,13 @@ fn promql_agrees_with_real_prometheus() {
             }
         }
     }
-    assert!(failures.is_empty(), "{} of {} comparisons differ:\n{}", failures.len(), SUITE.len() * 2, failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} comparisons differ:\n{}",
+        failures.len(),
+        SUITE.len() * 2,
+        failures.join("\n\n")
+    );
     assert!(compared > 100, "compared only {compared} series");
 
     // metadata APIs agree on what both have

@@ -97,7 +97,8 @@ impl Server {
     }
 
     pub fn sql(&self, sql: &str) -> serde_json::Value {
-        let r = self.post("/v1/query", "application/json", None, serde_json::json!({"sql": sql}).to_string().as_bytes());
+        let r =
+            self.post("/v1/query", "application/json", None, serde_json::json!({"sql": sql}).to_string().as_bytes());
         assert_eq!(r.status, 200, "{}", r.text());
         r.json()
     }
@@ -121,8 +122,7 @@ impl Server {
 
 fn into(mut r: ureq::http::Response<ureq::Body>) -> Resp {
     let status = r.status().as_u16();
-    let content_type =
-        r.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let content_type = r.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     let body = r.body_mut().with_config().limit(256 << 20).read_to_vec().unwrap();
     Resp { status, content_type, body }
 }
