@@ -9,7 +9,7 @@ scripts/install-python-deps.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/deepflow-rs-target}"
 export CARGO_TERM_COLOR=never
 set +e
-cargo test --workspace 2>&1 | tee /tmp/deepflow-rs-test.log | grep -vE '^test .* \.\.\. ok$'
+cargo test --workspace --no-fail-fast 2>&1 | tee /tmp/deepflow-rs-test.log | grep -vE '^test .* \.\.\. ok$'
 status=${PIPESTATUS[0]}
 set -e
 passed=$(grep -Eo '[0-9]+ passed' /tmp/deepflow-rs-test.log | awk '{s+=$1} END {print s+0}')

@@ -300,6 +300,14 @@ fn remove_empty(dir: &FsPath) -> std::io::Result<bool> {
 /// Prefix and suffix of temporary files: hidden, and without the `.parquet` extension, so that
 /// no reader (DataFusion, DuckDB, pyarrow with `*.parquet` globs) ever picks one up.
 pub const TEMP_PREFIX: &str = ".tmp-";
+/// Suffix of temporary files (see [`TEMP_PREFIX`]); a temporary file for `x.parquet` is named
+/// `.tmp-<pid>-x.parquet.partial`, so globs and extension filters on `.parquet` never match it.
+pub const TEMP_SUFFIX: &str = ".partial";
+
+/// Name of the temporary file written before `name` is renamed into place.
+fn temp_name(name: &str) -> String {
+    format!("{TEMP_PREFIX}{}-{name}{TEMP_SUFFIX}", std::process::id())
+}
 
 fn put_local_durable(path: &FsPath, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
@@ -323,7 +331,7 @@ fn put_local_durable(path: &FsPath, bytes: &[u8]) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
     }
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!("{TEMP_PREFIX}{}-{name}", std::process::id()));
+    let tmp = dir.join(temp_name(&name));
     let res = (|| -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
@@ -423,6 +431,16 @@ impl Hour {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Readers list partitions by the `.parquet` extension while writers are working: a
+    /// temporary file must never match (the server's PromQL test once read one mid-write and
+    /// failed with "object not found" after the rename).
+    #[test]
+    fn temp_files_never_look_like_parquet() {
+        let t = temp_name("part-1-abc.parquet");
+        assert!(t.starts_with(TEMP_PREFIX));
+        assert!(!t.ends_with(".parquet"), "{t}");
+    }
 
     #[test]
     fn hours_and_dates() {
