@@ -118,7 +118,16 @@ fn ebpf_rows_match_packet_rows_for_redis_with_pid_and_comm() {
 /// Runs `traffic` while the tracer and a libpcap capture of `filter` on lo both watch; returns
 /// the annotated eBPF rows and the packet rows.
 fn observe(test: &str, filter: &str, traffic: impl FnOnce()) -> Option<(Vec<L7FlowLog>, Vec<L7FlowLog>)> {
-    let mut tracer = match SocketTracer::start(&SocketTracerConfig::default()) {
+    observe_with(&SocketTracerConfig::default(), test, filter, traffic)
+}
+
+fn observe_with(
+    cfg: &SocketTracerConfig,
+    test: &str,
+    filter: &str,
+    traffic: impl FnOnce(),
+) -> Option<(Vec<L7FlowLog>, Vec<L7FlowLog>)> {
+    let mut tracer = match SocketTracer::start(cfg) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("SKIP {test}: {e}");
@@ -159,20 +168,10 @@ fn observe(test: &str, filter: &str, traffic: impl FnOnce()) -> Option<(Vec<L7Fl
     Some((rows, packet_rows))
 }
 
-#[test]
-fn ebpf_rows_for_curl_nginx_proxy_chain_match_packets_and_share_trace_ids() {
-    let test = "ebpf_rows_for_curl_nginx_proxy_chain_match_packets_and_share_trace_ids";
-    for tool in ["nginx", "curl"] {
-        if Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().map_or(true, |o| !o.status.success())
-        {
-            eprintln!("SKIP {test}: {tool} not installed");
-            return;
-        }
-    }
-    let free = || TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let (front, backend) = (free(), free());
-    let dir = std::env::temp_dir().join(format!("df-ebpf-nginx-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+/// Starts nginx (one worker) with `servers` inside its `http {}` block in `dir`; waits for
+/// every port in `ports`; returns the child, the master pid and the worker pid.
+fn start_nginx(dir: &std::path::Path, servers: &str, ports: &[u16]) -> (std::process::Child, u32, u32) {
+    std::fs::create_dir_all(dir).unwrap();
     let conf = dir.join("nginx.conf");
     std::fs::write(
         &conf,
@@ -180,25 +179,20 @@ fn ebpf_rows_for_curl_nginx_proxy_chain_match_packets_and_share_trace_ids() {
             "daemon off; master_process on; worker_processes 1; pid {d}/nginx.pid; error_log stderr;\n\
              events {{ worker_connections 64; }}\n\
              http {{ access_log off; client_body_temp_path {d}/cb; proxy_temp_path {d}/px;\n\
-             fastcgi_temp_path {d}/fc; uwsgi_temp_path {d}/uw; scgi_temp_path {d}/sc;\n\
-             server {{ listen 127.0.0.1:{front}; keepalive_timeout 0;\n\
-             location /api/ {{ proxy_pass http://127.0.0.1:{backend}; }}\n\
-             location / {{ return 404; }} }}\n\
-             server {{ listen 127.0.0.1:{backend}; keepalive_timeout 0;\n\
-             location /api/ {{ return 200 \"hello from the backend\\n\"; }} }} }}\n",
+             fastcgi_temp_path {d}/fc; uwsgi_temp_path {d}/uw; scgi_temp_path {d}/sc;\n{servers} }}\n",
             d = dir.display()
         ),
     )
     .unwrap();
-    let mut nginx = Command::new("nginx")
+    let nginx = Command::new("nginx")
         .args(["-c", conf.to_str().unwrap(), "-p", dir.to_str().unwrap()])
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    for p in [front, backend] {
+    for &p in ports {
         let t0 = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", p)).is_err() {
-            assert!(t0.elapsed() < Duration::from_secs(10));
+            assert!(t0.elapsed() < Duration::from_secs(10), "nginx did not listen on {p}");
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -209,6 +203,122 @@ fn ebpf_rows_for_curl_nginx_proxy_chain_match_packets_and_share_trace_ids() {
         .next()
         .and_then(|p| p.parse().ok())
         .expect("nginx worker");
+    (nginx, master, worker)
+}
+
+fn have(tool: &str) -> bool {
+    Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().is_ok_and(|o| o.status.success())
+}
+
+/// curl -> nginx over HTTPS: the packets show only TLS, the OpenSSL uprobes (SSL_write/SSL_read
+/// in curl, and in the nginx worker that was already running when the tracer started) give the
+/// plaintext, and the same L7 engine turns it into HTTP request logs on both sides.
+#[test]
+fn ebpf_tls_uprobes_turn_curl_to_nginx_https_into_http_rows() {
+    let test = "ebpf_tls_uprobes_turn_curl_to_nginx_https_into_http_rows";
+    for tool in ["nginx", "curl", "openssl"] {
+        if !have(tool) {
+            eprintln!("SKIP {test}: {tool} not installed");
+            return;
+        }
+    }
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = std::env::temp_dir().join(format!("df-ebpf-nginx-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, pkey) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let ok = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-days", "1", "-keyout"])
+        .arg(&pkey)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let (mut nginx, master, worker) = start_nginx(
+        &dir,
+        &format!(
+            "server {{ listen 127.0.0.1:{port} ssl; keepalive_timeout 0;\n\
+             ssl_certificate {}; ssl_certificate_key {};\n\
+             location /secure/ {{ return 200 \"secret\\n\"; }}\n\
+             location / {{ return 404; }} }}\n",
+            cert.display(),
+            pkey.display()
+        ),
+        &[port],
+    );
+    let mut curl_pids = Vec::new();
+    let mut curl_ok = true;
+    let res = observe_with(
+        &SocketTracerConfig { tls: true, ..SocketTracerConfig::default() },
+        test,
+        &format!("tcp port {port}"),
+        || {
+            for path in ["/secure/orders/42", "/nope"] {
+                let c = Command::new("curl")
+                    .args(["-sk", "-o", "/dev/null", &format!("https://127.0.0.1:{port}{path}")])
+                    .spawn()
+                    .unwrap();
+                curl_pids.push(c.id());
+                curl_ok &= c.wait_with_output().unwrap().status.success();
+            }
+        },
+    );
+    let _ = Command::new("kill").args(["-QUIT", &master.to_string()]).status();
+    let _ = nginx.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    let Some((rows, packet_rows)) = res else { return };
+    assert!(curl_ok, "curl https failed");
+    // On the wire: TLS, no HTTP.
+    let wire: Vec<_> = packet_rows.iter().filter(|r| r.server_port == port).collect();
+    assert!(wire.iter().any(|r| r.l7_protocol.name() == "tls"), "{wire:#?}");
+    assert!(!wire.iter().any(|r| r.l7_protocol.name() == "http"), "{wire:#?}");
+    // From the uprobes: HTTP on both sides.
+    let http = |side: &str| {
+        rows.iter()
+            .filter(|r| r.server_port == port && r.tap_side == side && r.l7_protocol.name() == "http")
+            .collect::<Vec<_>>()
+    };
+    let want: BTreeSet<_> = [
+        ("http".to_string(), "GET".to_string(), "/secure/orders/42".to_string(), Some(200)),
+        ("http".to_string(), "GET".to_string(), "/nope".to_string(), Some(404)),
+    ]
+    .into();
+    let (client, server) = (http("c-p"), http("s-p"));
+    assert_eq!(client.iter().map(|r| key(r)).collect::<BTreeSet<_>>(), want, "{rows:#?}");
+    assert_eq!(server.iter().map(|r| key(r)).collect::<BTreeSet<_>>(), want, "{rows:#?}");
+    for r in &client {
+        assert_eq!(r.process_kname_0.as_deref(), Some("curl"));
+        assert!(curl_pids.contains(&r.process_id_0.unwrap()));
+    }
+    for r in &server {
+        assert_eq!((r.process_kname_1.as_deref(), r.process_id_1), (Some("nginx"), Some(worker)));
+    }
+}
+
+#[test]
+fn ebpf_rows_for_curl_nginx_proxy_chain_match_packets_and_share_trace_ids() {
+    let test = "ebpf_rows_for_curl_nginx_proxy_chain_match_packets_and_share_trace_ids";
+    for tool in ["nginx", "curl"] {
+        if !have(tool) {
+            eprintln!("SKIP {test}: {tool} not installed");
+            return;
+        }
+    }
+    let free = || TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (front, backend) = (free(), free());
+    let dir = std::env::temp_dir().join(format!("df-ebpf-nginx-{}", std::process::id()));
+    let (mut nginx, master, worker) = start_nginx(
+        &dir,
+        &format!(
+            "server {{ listen 127.0.0.1:{front}; keepalive_timeout 0;\n\
+             location /api/ {{ proxy_pass http://127.0.0.1:{backend}; }}\n\
+             location / {{ return 404; }} }}\n\
+             server {{ listen 127.0.0.1:{backend}; keepalive_timeout 0;\n\
+             location /api/ {{ return 200 \"hello from the backend\\n\"; }} }}\n"
+        ),
+        &[front, backend],
+    );
     let mut curl_pids = Vec::new();
     let res = observe(test, &format!("tcp port {front}"), || {
         for path in ["/api/v1/users/7", "/missing"] {
