@@ -420,6 +420,18 @@ static L7_COLUMNS: LazyLock<Vec<Column<L7FlowLog>>> = LazyLock::new(|| {
         col!("x_request_id_0", OptStr, "request-side X-Request-ID", |r| r.x_request_id_0.as_deref()),
         col!("x_request_id_1", OptStr, "response-side X-Request-ID", |r| r.x_request_id_1.as_deref()),
         col!("http_proxy_client", OptStr, "original client from X-Forwarded-For", |r| r.http_proxy_client.as_deref()),
+        col!("process_id_0", OptU32, "client process id (eBPF rows)", |r| r.process_id_0),
+        col!("process_id_1", OptU32, "server process id (eBPF rows)", |r| r.process_id_1),
+        col!("process_kname_0", OptStr, "client process kernel name, `comm` (eBPF rows)", |r| r
+            .process_kname_0
+            .as_deref()),
+        col!("process_kname_1", OptStr, "server process kernel name, `comm` (eBPF rows)", |r| r
+            .process_kname_1
+            .as_deref()),
+        col!("syscall_trace_id_request", OptU64, "eBPF thread correlation id of the request", |r| r
+            .syscall_trace_id_request),
+        col!("syscall_trace_id_response", OptU64, "eBPF thread correlation id of the response", |r| r
+            .syscall_trace_id_response),
         col!("attribute_names", StrList, "names of extra attributes", |r| &r.attribute_names),
         col!("attribute_values", StrList, "values of extra attributes (parallel to names)", |r| &r.attribute_values),
     ];
@@ -540,6 +552,8 @@ impl Record for L7FlowLog {
             + opt_len(&self.x_request_id_0)
             + opt_len(&self.x_request_id_1)
             + opt_len(&self.http_proxy_client)
+            + opt_len(&self.process_kname_0)
+            + opt_len(&self.process_kname_1)
             + self.attribute_names.iter().chain(&self.attribute_values).map(|s| s.len() + 24).sum::<usize>()
     }
     fn schema() -> SchemaRef {

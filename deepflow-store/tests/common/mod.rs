@@ -53,6 +53,16 @@ pub fn l7_rows(n: usize, hours: u64) -> Vec<L7FlowLog> {
             r.trace_id = if i % 2 == 0 { Some(format!("{:032x}", i64_ * 7919)) } else { None };
             r.span_id = Some(format!("{:016x}", i64_));
             r.x_request_id_0 = Some(format!("req-{i}"));
+            if i % 5 == 0 {
+                // an eBPF row: processes on both ends and the syscall correlation ids
+                r.signal_source = "ebpf";
+                r.process_id_0 = Some(1000 + i as u32);
+                r.process_id_1 = Some(77);
+                r.process_kname_0 = Some("curl".into());
+                r.process_kname_1 = Some("nginx".into());
+                r.syscall_trace_id_request = Some(i64_ << 8);
+                r.syscall_trace_id_response = if i % 10 == 0 { Some(i64_ << 9) } else { None };
+            }
             if i % 4 == 1 {
                 r.attribute_names = vec!["user".into(), "tenant".into()];
                 r.attribute_values = vec![format!("u{i}"), "acme".into()];
