@@ -30,6 +30,12 @@ if [ ! -x "$venv/bin/moto_server" ]; then
   echo "install-python-deps: installing moto[server] into $venv" >&2
   "$venv/bin/python" -m pip install -q --disable-pip-version-check 'moto[server]' >&2
 fi
+# deepflow-server SkyWalking / Pyroscope ingest tests: the real Python agents
+# (apache-skywalking 1.2.0 with its HTTP and gRPC reporters, pyroscope-io 0.8.x).
+if ! "$venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(not (m.version('apache-skywalking') == '1.2.0' and m.version('pyroscope-io').startswith('0.8.')))" 2>/dev/null; then
+  echo "install-python-deps: installing apache-skywalking==1.2.0 and pyroscope-io 0.8.x into $venv" >&2
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check 'apache-skywalking==1.2.0' 'pyroscope-io>=0.8,<0.9' >&2
+fi
 for p in "${optional[@]}"; do
   "$venv/bin/python" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('$p') is None)" 2>/dev/null && continue
   "$venv/bin/python" -m pip install -q --disable-pip-version-check "$p" >&2 \

@@ -42,6 +42,8 @@ pub mod capture;
 pub mod config;
 mod engine;
 pub mod error;
+#[cfg(feature = "ingest")]
+pub mod ingest;
 pub mod l7;
 pub mod red;
 pub mod session;

@@ -22,6 +22,7 @@
 //! | `l7_flow_log` | [`L7FlowLog`] | `start_time` | `_0` and `_1` |
 //! | `network` | [`NetworkMetrics`] | `time` | `_0` and `_1` |
 //! | `application` | [`ApplicationMetrics`] | `time` | `_1` (server) only |
+//! | `profile` | [`ProfileSample`] | `time` | none |
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -34,7 +35,7 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
-use deepflow_core::record::{ApplicationMetrics, L4FlowLog, L7FlowLog, LogType, NetworkMetrics};
+use deepflow_core::record::{ApplicationMetrics, L4FlowLog, L7FlowLog, LogType, NetworkMetrics, ProfileSample};
 use deepflow_tagging::{TAG_COLUMNS_0, TAG_COLUMNS_1, TaggedRow, UniversalTags};
 
 /// The stored tables.
@@ -48,11 +49,14 @@ pub enum Table {
     Network,
     /// `application`: RED metrics per (ip_1, server_port, l7_protocol, endpoint) and window.
     Application,
+    /// `profile`: continuous-profiling stacks and values (Pyroscope ingest).
+    Profile,
 }
 
 impl Table {
     /// Every table.
-    pub const ALL: [Table; 4] = [Table::L4FlowLog, Table::L7FlowLog, Table::Network, Table::Application];
+    pub const ALL: [Table; 5] =
+        [Table::L4FlowLog, Table::L7FlowLog, Table::Network, Table::Application, Table::Profile];
 
     /// The table name (also the `table=<name>` directory).
     pub const fn name(self) -> &'static str {
@@ -61,6 +65,7 @@ impl Table {
             Table::L7FlowLog => "l7_flow_log",
             Table::Network => "network",
             Table::Application => "application",
+            Table::Profile => "profile",
         }
     }
 
@@ -76,6 +81,7 @@ impl Table {
             Table::L7FlowLog => L7FlowLog::schema(),
             Table::Network => NetworkMetrics::schema(),
             Table::Application => ApplicationMetrics::schema(),
+            Table::Profile => ProfileSample::schema(),
         }
     }
 
@@ -83,6 +89,7 @@ impl Table {
     pub const fn tag_sides(self) -> [bool; 2] {
         match self {
             Table::Application => [false, true],
+            Table::Profile => [false, false],
             _ => [true, true],
         }
     }
@@ -510,6 +517,24 @@ static APPLICATION_COLUMNS: LazyLock<Vec<Column<ApplicationMetrics>>> = LazyLock
     v
 });
 
+static PROFILE_COLUMNS: LazyLock<Vec<Column<ProfileSample>>> = LazyLock::new(|| {
+    type R = ProfileSample;
+    vec![
+        col!("time", TimeUs, "start of the profiling window", |r| r.time),
+        col!("duration", U64, "window length, µs (0 = unknown)", |r| r.duration),
+        col!("app_service", Str, "profiled application", |r| r.app_service.as_str()),
+        col!("profile_type", Str, "`cpu`, `wall`, `alloc_space`, `inuse_objects`, ...", |r| r.profile_type.as_str()),
+        col!("unit", Str, "unit of value: `samples`, `nanoseconds`, `bytes`, `objects`, ...", |r| r.unit.as_str()),
+        col!("stack", Str, "frames root first joined by `;` (GROUP BY stack = a flame graph)", |r| r.stack.as_str()),
+        col!("value", U64, "total of the stack in the window, in unit", |r| r.value),
+        col!("sample_rate", U32, "sampling rate, Hz (0 = unknown)", |r| r.sample_rate),
+        col!("spy_name", Str, "profiler (`pyspy`, `gospy`, ...)", |r| r.spy_name.as_str()),
+        col!("signal_source", Str, "`pyroscope`, ...", |r| r.signal_source),
+        col!("label_names", StrList, "label names (sorted)", |r| &r.label_names),
+        col!("label_values", StrList, "label values (parallel to names)", |r| &r.label_values),
+    ]
+});
+
 fn opt_len(s: &Option<String>) -> usize {
     s.as_ref().map_or(0, String::len)
 }
@@ -589,6 +614,29 @@ impl Record for ApplicationMetrics {
     }
     fn schema() -> SchemaRef {
         static S: LazyLock<SchemaRef> = LazyLock::new(|| schema_of(&APPLICATION_COLUMNS));
+        S.clone()
+    }
+}
+
+impl Record for ProfileSample {
+    const TABLE: Table = Table::Profile;
+    fn columns() -> &'static [Column<Self>] {
+        &PROFILE_COLUMNS
+    }
+    fn partition_time_us(&self) -> u64 {
+        self.time
+    }
+    fn approx_size(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.app_service.len()
+            + self.profile_type.len()
+            + self.unit.len()
+            + self.stack.len()
+            + self.spy_name.len()
+            + self.label_names.iter().chain(&self.label_values).map(|s| s.len() + 24).sum::<usize>()
+    }
+    fn schema() -> SchemaRef {
+        static S: LazyLock<SchemaRef> = LazyLock::new(|| schema_of(&PROFILE_COLUMNS));
         S.clone()
     }
 }

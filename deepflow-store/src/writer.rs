@@ -36,7 +36,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
-use deepflow_core::record::{ApplicationMetrics, L4FlowLog, L7FlowLog, NetworkMetrics};
+use deepflow_core::record::{ApplicationMetrics, L4FlowLog, L7FlowLog, NetworkMetrics, ProfileSample};
 use deepflow_tagging::{Endpoint, ResourceKind, RowContext, Snapshot, TaggedRow, Tagger, UniversalTags};
 
 use crate::error::{Result, StoreError};
@@ -110,7 +110,7 @@ impl WriterOptions {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WriterStats {
     /// Rows written to files, per table in [`Table::ALL`] order.
-    pub rows: [u64; 4],
+    pub rows: [u64; 5],
     /// Files written.
     pub files: u64,
     /// Bytes of Parquet written.
@@ -140,9 +140,10 @@ pub struct Buffers {
     l7: Buffer<L7FlowLog>,
     network: Buffer<NetworkMetrics>,
     application: Buffer<ApplicationMetrics>,
+    profile: Buffer<ProfileSample>,
 }
 
-/// Records the writer accepts: the four tables' row types.
+/// Records the writer accepts: the tables' row types.
 pub trait Storable: Record {
     #[doc(hidden)]
     fn buffer(b: &mut Buffers) -> &mut Buffer<Self>;
@@ -175,6 +176,16 @@ impl Storable for NetworkMetrics {
     fn tag(&self, snap: &Snapshot, vpc: Option<u32>) -> (UniversalTags, UniversalTags) {
         let side = |ip| Endpoint { ip, vpc, ..Default::default() };
         snap.tag_pair(&side(self.ip_0), &side(self.ip_1))
+    }
+}
+
+impl Storable for ProfileSample {
+    fn buffer(b: &mut Buffers) -> &mut Buffer<Self> {
+        &mut b.profile
+    }
+    fn tag(&self, _snap: &Snapshot, _vpc: Option<u32>) -> (UniversalTags, UniversalTags) {
+        // profiles carry no addresses to tag
+        Default::default()
     }
 }
 
@@ -273,7 +284,11 @@ impl StoreWriter {
 
     /// Rows buffered (not yet in a file): what a crash now would lose.
     pub fn buffered_rows(&self) -> usize {
-        self.buf.l4.rows.len() + self.buf.l7.rows.len() + self.buf.network.rows.len() + self.buf.application.rows.len()
+        self.buf.l4.rows.len()
+            + self.buf.l7.rows.len()
+            + self.buf.network.rows.len()
+            + self.buf.application.rows.len()
+            + self.buf.profile.rows.len()
     }
 
     /// Appends one record, tagged with the writer's tagger (all ids 0 without one). May flush.
@@ -332,12 +347,16 @@ impl StoreWriter {
             self.write_table(&mut b.l4)?;
             self.write_table(&mut b.l7)?;
             self.write_table(&mut b.network)?;
-            self.write_table(&mut b.application)
+            self.write_table(&mut b.application)?;
+            self.write_table(&mut b.profile)
         })();
         // keep what failed for a retry
         self.buf = b;
-        self.buffered_bytes =
-            self.buf.l4.bytes + self.buf.l7.bytes + self.buf.network.bytes + self.buf.application.bytes;
+        self.buffered_bytes = self.buf.l4.bytes
+            + self.buf.l7.bytes
+            + self.buf.network.bytes
+            + self.buf.application.bytes
+            + self.buf.profile.bytes;
         self.last_flush = Instant::now();
         self.appends_since_check = 0;
         if res.is_ok() {

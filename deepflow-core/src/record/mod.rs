@@ -4,6 +4,8 @@
 
 mod l4;
 mod l7;
+mod profile;
 
 pub use l4::*;
 pub use l7::*;
+pub use profile::ProfileSample;

@@ -20,6 +20,10 @@ use deepflow_store::prom::promql::{Labels, PromEngine, PromError, QueryResult, S
 use deepflow_store::prom::{self, SampleWriter, remote_write};
 use deepflow_store::{QueryEngine, Storage};
 
+mod apm;
+mod pyroscope;
+mod skywalking;
+
 #[derive(Parser)]
 #[command(name = "deepflow-server", version, about = "deepflow-rs server: embedded store, SQL and Prometheus APIs")]
 struct Cli {
@@ -47,6 +51,8 @@ enum Cmd {
         /// (the crash loss window of acknowledged samples).
         #[arg(long, default_value_t = 1000)]
         flush_ms: u64,
+        #[command(flatten)]
+        apm: apm::ApmArgs,
     },
 }
 
@@ -61,8 +67,8 @@ type St = State<Arc<AppState>>;
 
 fn main() {
     let cli = Cli::parse();
-    let Cmd::Run { data, listen, token, max_body, flush_ms } = cli.cmd;
-    if let Err(e) = run(data, listen, token, max_body, flush_ms) {
+    let Cmd::Run { data, listen, token, max_body, flush_ms, apm } = cli.cmd;
+    if let Err(e) = run(data, listen, token, max_body, flush_ms, apm) {
         eprintln!("deepflow-server: {e}");
         std::process::exit(1);
     }
@@ -74,6 +80,7 @@ fn run(
     token: Option<String>,
     max_body: usize,
     flush_ms: u64,
+    apm_args: apm::ApmArgs,
 ) -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all(&data)?;
     let storage = Storage::local(&data)?;
@@ -111,7 +118,8 @@ fn run(
             }
         });
         let shutdown_state = state.clone();
-        axum::serve(listener, app(state, max_body))
+        let apm_routes = apm::start(&apm_args, &state, max_body).await?;
+        axum::serve(listener, app(state, max_body).merge(apm_routes))
             .with_graceful_shutdown(async {
                 let _ = tokio::signal::ctrl_c().await;
             })
