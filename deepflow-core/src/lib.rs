@@ -24,6 +24,8 @@
 
 pub mod flow;
 pub mod packet;
+#[cfg(feature = "proto")]
+pub mod proto;
 pub mod record;
 pub mod wire;
 

@@ -53,6 +53,8 @@ pub mod prom;
 pub mod query;
 pub mod schema;
 pub mod storage;
+#[cfg(feature = "transport")]
+pub mod transport;
 pub mod writer;
 
 pub use error::{Result, StoreError};

@@ -3,6 +3,7 @@
 #[cfg(all(feature = "ebpf", target_os = "linux"))]
 mod ebpf_cmd;
 mod output;
+mod server_cmd;
 mod store_cmd;
 
 use std::io::{IsTerminal, Write};
@@ -139,6 +140,8 @@ struct Common {
     /// VPC of the captured traffic, for tagging (when several VPCs define the same addresses).
     #[arg(long)]
     vpc: Option<String>,
+    #[command(flatten)]
+    send: server_cmd::SendArgs,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -236,6 +239,10 @@ fn analyze(path: &Path, common: &Common) -> Result<(), String> {
         (FormatArg::Parquet, None) => return Err("--format parquet needs --out DIR".into()),
         _ => None,
     };
+    let mut server = server_cmd::ServerSink::open(&common.send)?;
+    if server.is_some() && parquet.is_some() {
+        return Err("--server and --format parquet: choose one".into());
+    }
     let started = Instant::now();
     let mut last_draw = Instant::now();
     let mut n: u64 = 0;
@@ -247,9 +254,13 @@ fn analyze(path: &Path, common: &Common) -> Result<(), String> {
         }
         n += 1;
         if n % 4096 == 0 {
-            match &mut parquet {
-                Some(p) => p.rows(&mut pipe)?,
-                None => out.rows(&mut pipe),
+            if let Some(s) = &mut server {
+                s.rows(&mut pipe)?;
+            } else {
+                match &mut parquet {
+                    Some(p) => p.rows(&mut pipe)?,
+                    None => out.rows(&mut pipe),
+                }
             }
             if show_progress && last_draw.elapsed() > Duration::from_millis(200) {
                 last_draw = Instant::now();
@@ -261,6 +272,10 @@ fn analyze(path: &Path, common: &Common) -> Result<(), String> {
         }
     }
     pipe.finish();
+    if let Some(mut s) = server {
+        s.rows(&mut pipe)?;
+        return s.finish();
+    }
     if let Some(mut p) = parquet {
         p.rows(&mut pipe)?;
         return p.finish();
@@ -296,6 +311,7 @@ fn run_live(interface: &str, filter: Option<String>, duration: Option<u64>, comm
     let deadline = duration.map(|s| Instant::now() + Duration::from_secs(s));
     let mut pipe = Pipeline::new(cfg, observer(common)?);
     let mut out = printer(common);
+    let mut server = server_cmd::ServerSink::open(&common.send)?;
     while !stop.load(Ordering::SeqCst) && deadline.is_none_or(|d| Instant::now() < d) {
         match src.next_packet().map_err(|e| e.to_string())? {
             Next::Packet(p) => pipe.process_raw(&p),
@@ -305,9 +321,18 @@ fn run_live(interface: &str, filter: Option<String>, duration: Option<u64>, comm
             }
             Next::End => break,
         }
-        out.rows(&mut pipe);
+        match &mut server {
+            Some(s) => s.rows(&mut pipe)?,
+            None => out.rows(&mut pipe),
+        }
     }
     pipe.finish();
+    if let Some(mut s) = server {
+        s.rows(&mut pipe)?;
+        let s2 = src.stats();
+        eprintln!("deepflow-agent: libpcap dropped {} packets, interface dropped {}", s2.dropped, s2.if_dropped);
+        return s.finish();
+    }
     out.rows(&mut pipe);
     let s = src.stats();
     out.finish(&pipe, interface);

@@ -21,6 +21,7 @@ use deepflow_store::prom::{self, SampleWriter, remote_write};
 use deepflow_store::{QueryEngine, Storage};
 
 mod apm;
+mod ingest_grpc;
 mod pyroscope;
 mod skywalking;
 
@@ -53,6 +54,8 @@ enum Cmd {
         flush_ms: u64,
         #[command(flatten)]
         apm: apm::ApmArgs,
+        #[command(flatten)]
+        agents: ingest_grpc::IngestArgs,
     },
 }
 
@@ -67,8 +70,8 @@ type St = State<Arc<AppState>>;
 
 fn main() {
     let cli = Cli::parse();
-    let Cmd::Run { data, listen, token, max_body, flush_ms, apm } = cli.cmd;
-    if let Err(e) = run(data, listen, token, max_body, flush_ms, apm) {
+    let Cmd::Run { data, listen, token, max_body, flush_ms, apm, agents } = cli.cmd;
+    if let Err(e) = run(data, listen, token, max_body, flush_ms, apm, agents) {
         eprintln!("deepflow-server: {e}");
         std::process::exit(1);
     }
@@ -81,6 +84,7 @@ fn run(
     max_body: usize,
     flush_ms: u64,
     apm_args: apm::ApmArgs,
+    agents_args: ingest_grpc::IngestArgs,
 ) -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all(&data)?;
     let storage = Storage::local(&data)?;
@@ -88,6 +92,7 @@ fn run(
     let engine = Arc::new(QueryEngine::open(storage.clone())?);
     prom::register(&engine)?;
     let flush = Duration::from_millis(flush_ms.max(10));
+    let agent_ingest = ingest_grpc::AgentIngest::start(storage.clone(), token.clone(), agents_args.commit_ms)?;
     let writer = SampleWriter::new(storage, 1 << 20, flush)?;
     let state = Arc::new(AppState {
         prom: PromEngine::new(engine.clone()),
@@ -117,6 +122,7 @@ fn run(
                 .await;
             }
         });
+        ingest_grpc::spawn(agents_args.grpc_listen, agent_ingest, max_body).await?;
         let shutdown_state = state.clone();
         let apm_routes = apm::start(&apm_args, &state, max_body).await?;
         axum::serve(listener, app(state, max_body).merge(apm_routes))
