@@ -36,6 +36,13 @@ if ! "$venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(not (m
   echo "install-python-deps: installing apache-skywalking==1.2.0 and pyroscope-io 0.8.x into $venv" >&2
   "$venv/bin/python" -m pip install -q --disable-pip-version-check 'apache-skywalking==1.2.0' 'pyroscope-io>=0.8,<0.9' >&2
 fi
+# deepflow-server OTLP ingest test: the OpenTelemetry Python SDK with its OTLP exporters
+# (proto-http and proto-grpc).
+if ! "$venv/bin/python" -c "import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.http, opentelemetry.exporter.otlp.proto.grpc" 2>/dev/null; then
+  echo "install-python-deps: installing the OpenTelemetry SDK and OTLP exporters into $venv" >&2
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check opentelemetry-sdk \
+    opentelemetry-exporter-otlp-proto-http opentelemetry-exporter-otlp-proto-grpc >&2
+fi
 for p in "${optional[@]}"; do
   "$venv/bin/python" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('$p') is None)" 2>/dev/null && continue
   "$venv/bin/python" -m pip install -q --disable-pip-version-check "$p" >&2 \

@@ -1,4 +1,4 @@
-//! Arrow schemas of the four stored tables, defined once together with the code that fills them.
+//! Arrow schemas of the stored tables, defined once together with the code that fills them.
 //!
 //! Each table is a list of [`Column`]s: a DeepFlow column name, an Arrow type, a one-line doc, and
 //! a typed getter that reads the value from the record. [`Record::schema`] and
@@ -22,6 +22,7 @@
 //! | `l7_flow_log` | [`L7FlowLog`] | `start_time` | `_0` and `_1` |
 //! | `network` | [`NetworkMetrics`] | `time` | `_0` and `_1` |
 //! | `application` | [`ApplicationMetrics`] | `time` | `_1` (server) only |
+//! | `log` | [`LogRecord`] | `time` | none |
 //! | `profile` | [`ProfileSample`] | `time` | none |
 
 use std::fmt::Write as _;
@@ -35,7 +36,9 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
-use deepflow_core::record::{ApplicationMetrics, L4FlowLog, L7FlowLog, LogType, NetworkMetrics, ProfileSample};
+use deepflow_core::record::{
+    ApplicationMetrics, L4FlowLog, L7FlowLog, LogRecord, LogType, NetworkMetrics, ProfileSample,
+};
 use deepflow_tagging::{TAG_COLUMNS_0, TAG_COLUMNS_1, TaggedRow, UniversalTags};
 
 /// The stored tables.
@@ -49,14 +52,16 @@ pub enum Table {
     Network,
     /// `application`: RED metrics per (ip_1, server_port, l7_protocol, endpoint) and window.
     Application,
+    /// `log`: application log records (OpenTelemetry logs).
+    Log,
     /// `profile`: continuous-profiling stacks and values (Pyroscope ingest).
     Profile,
 }
 
 impl Table {
     /// Every table.
-    pub const ALL: [Table; 5] =
-        [Table::L4FlowLog, Table::L7FlowLog, Table::Network, Table::Application, Table::Profile];
+    pub const ALL: [Table; 6] =
+        [Table::L4FlowLog, Table::L7FlowLog, Table::Network, Table::Application, Table::Log, Table::Profile];
 
     /// The table name (also the `table=<name>` directory).
     pub const fn name(self) -> &'static str {
@@ -65,6 +70,7 @@ impl Table {
             Table::L7FlowLog => "l7_flow_log",
             Table::Network => "network",
             Table::Application => "application",
+            Table::Log => "log",
             Table::Profile => "profile",
         }
     }
@@ -81,6 +87,7 @@ impl Table {
             Table::L7FlowLog => L7FlowLog::schema(),
             Table::Network => NetworkMetrics::schema(),
             Table::Application => ApplicationMetrics::schema(),
+            Table::Log => LogRecord::schema(),
             Table::Profile => ProfileSample::schema(),
         }
     }
@@ -89,7 +96,7 @@ impl Table {
     pub const fn tag_sides(self) -> [bool; 2] {
         match self {
             Table::Application => [false, true],
-            Table::Profile => [false, false],
+            Table::Log | Table::Profile => [false, false],
             _ => [true, true],
         }
     }
@@ -517,6 +524,27 @@ static APPLICATION_COLUMNS: LazyLock<Vec<Column<ApplicationMetrics>>> = LazyLock
     v
 });
 
+static LOG_COLUMNS: LazyLock<Vec<Column<LogRecord>>> = LazyLock::new(|| {
+    type R = LogRecord;
+    vec![
+        col!("time", TimeUs, "when the event happened (observed time when the source gave none)", |r| r.time),
+        col!("observed_time", TimeUs, "when the record was observed by the collector (0 = unknown)", |r| r
+            .observed_time),
+        col!("severity_number", U8, "OpenTelemetry severity number (9 INFO, 13 WARN, 17 ERROR; 0 unspecified)", |r| r
+            .severity_number),
+        col!("severity_text", Str, "severity text (`INFO`, `WARN`, ...)", |r| r.severity_text.as_str()),
+        col!("body", Str, "log body (non-string bodies as JSON)", |r| r.body.as_str()),
+        col!("trace_id", OptStr, "trace id (lowercase hex) of the span the record was emitted in", |r| r
+            .trace_id
+            .as_deref()),
+        col!("span_id", OptStr, "span id (lowercase hex)", |r| r.span_id.as_deref()),
+        col!("service_name", OptStr, "`service.name` resource attribute", |r| r.service_name.as_deref()),
+        col!("signal_source", Str, "`otel`, ...", |r| r.signal_source),
+        col!("attribute_names", StrList, "names of the other record and resource attributes", |r| &r.attribute_names),
+        col!("attribute_values", StrList, "values of the attributes (parallel to names)", |r| &r.attribute_values),
+    ]
+});
+
 static PROFILE_COLUMNS: LazyLock<Vec<Column<ProfileSample>>> = LazyLock::new(|| {
     type R = ProfileSample;
     vec![
@@ -614,6 +642,29 @@ impl Record for ApplicationMetrics {
     }
     fn schema() -> SchemaRef {
         static S: LazyLock<SchemaRef> = LazyLock::new(|| schema_of(&APPLICATION_COLUMNS));
+        S.clone()
+    }
+}
+
+impl Record for LogRecord {
+    const TABLE: Table = Table::Log;
+    fn columns() -> &'static [Column<Self>] {
+        &LOG_COLUMNS
+    }
+    fn partition_time_us(&self) -> u64 {
+        self.time
+    }
+    fn approx_size(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.severity_text.len()
+            + self.body.len()
+            + opt_len(&self.trace_id)
+            + opt_len(&self.span_id)
+            + opt_len(&self.service_name)
+            + self.attribute_names.iter().chain(&self.attribute_values).map(|s| s.len() + 24).sum::<usize>()
+    }
+    fn schema() -> SchemaRef {
+        static S: LazyLock<SchemaRef> = LazyLock::new(|| schema_of(&LOG_COLUMNS));
         S.clone()
     }
 }

@@ -36,7 +36,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
-use deepflow_core::record::{ApplicationMetrics, L4FlowLog, L7FlowLog, NetworkMetrics, ProfileSample};
+use deepflow_core::record::{ApplicationMetrics, L4FlowLog, L7FlowLog, LogRecord, NetworkMetrics, ProfileSample};
 use deepflow_tagging::{Endpoint, ResourceKind, RowContext, Snapshot, TaggedRow, Tagger, UniversalTags};
 
 use crate::error::{Result, StoreError};
@@ -110,7 +110,7 @@ impl WriterOptions {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WriterStats {
     /// Rows written to files, per table in [`Table::ALL`] order.
-    pub rows: [u64; 5],
+    pub rows: [u64; 6],
     /// Files written.
     pub files: u64,
     /// Bytes of Parquet written.
@@ -140,6 +140,7 @@ pub struct Buffers {
     l7: Buffer<L7FlowLog>,
     network: Buffer<NetworkMetrics>,
     application: Buffer<ApplicationMetrics>,
+    log: Buffer<LogRecord>,
     profile: Buffer<ProfileSample>,
 }
 
@@ -179,6 +180,15 @@ impl Storable for NetworkMetrics {
     }
 }
 
+impl Storable for ApplicationMetrics {
+    fn buffer(b: &mut Buffers) -> &mut Buffer<Self> {
+        &mut b.application
+    }
+    fn tag(&self, snap: &Snapshot, vpc: Option<u32>) -> (UniversalTags, UniversalTags) {
+        (UniversalTags::default(), snap.tag(&Endpoint { ip: Some(self.ip_1), vpc, ..Default::default() }))
+    }
+}
+
 impl Storable for ProfileSample {
     fn buffer(b: &mut Buffers) -> &mut Buffer<Self> {
         &mut b.profile
@@ -189,12 +199,13 @@ impl Storable for ProfileSample {
     }
 }
 
-impl Storable for ApplicationMetrics {
+impl Storable for LogRecord {
     fn buffer(b: &mut Buffers) -> &mut Buffer<Self> {
-        &mut b.application
+        &mut b.log
     }
-    fn tag(&self, snap: &Snapshot, vpc: Option<u32>) -> (UniversalTags, UniversalTags) {
-        (UniversalTags::default(), snap.tag(&Endpoint { ip: Some(self.ip_1), vpc, ..Default::default() }))
+    fn tag(&self, _snap: &Snapshot, _vpc: Option<u32>) -> (UniversalTags, UniversalTags) {
+        // log records carry no addresses to tag
+        Default::default()
     }
 }
 
@@ -288,6 +299,7 @@ impl StoreWriter {
             + self.buf.l7.rows.len()
             + self.buf.network.rows.len()
             + self.buf.application.rows.len()
+            + self.buf.log.rows.len()
             + self.buf.profile.rows.len()
     }
 
@@ -348,6 +360,7 @@ impl StoreWriter {
             self.write_table(&mut b.l7)?;
             self.write_table(&mut b.network)?;
             self.write_table(&mut b.application)?;
+            self.write_table(&mut b.log)?;
             self.write_table(&mut b.profile)
         })();
         // keep what failed for a retry
@@ -356,6 +369,7 @@ impl StoreWriter {
             + self.buf.l7.bytes
             + self.buf.network.bytes
             + self.buf.application.bytes
+            + self.buf.log.bytes
             + self.buf.profile.bytes;
         self.last_flush = Instant::now();
         self.appends_since_check = 0;

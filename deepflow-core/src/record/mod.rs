@@ -4,8 +4,10 @@
 
 mod l4;
 mod l7;
+mod log;
 mod profile;
 
 pub use l4::*;
 pub use l7::*;
+pub use log::LogRecord;
 pub use profile::ProfileSample;

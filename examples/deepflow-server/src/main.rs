@@ -22,6 +22,7 @@ use deepflow_store::{QueryEngine, Storage};
 
 mod apm;
 mod ingest_grpc;
+mod otlp;
 mod pyroscope;
 mod skywalking;
 
@@ -53,6 +54,8 @@ enum Cmd {
         #[arg(long, default_value_t = 1000)]
         flush_ms: u64,
         #[command(flatten)]
+        otlp: otlp::OtlpArgs,
+        #[command(flatten)]
         apm: apm::ApmArgs,
         #[command(flatten)]
         agents: ingest_grpc::IngestArgs,
@@ -70,8 +73,8 @@ type St = State<Arc<AppState>>;
 
 fn main() {
     let cli = Cli::parse();
-    let Cmd::Run { data, listen, token, max_body, flush_ms, apm, agents } = cli.cmd;
-    if let Err(e) = run(data, listen, token, max_body, flush_ms, apm, agents) {
+    let Cmd::Run { data, listen, token, max_body, flush_ms, otlp, apm, agents } = cli.cmd;
+    if let Err(e) = run(data, listen, token, max_body, flush_ms, otlp, apm, agents) {
         eprintln!("deepflow-server: {e}");
         std::process::exit(1);
     }
@@ -83,6 +86,7 @@ fn run(
     token: Option<String>,
     max_body: usize,
     flush_ms: u64,
+    otlp_args: otlp::OtlpArgs,
     apm_args: apm::ApmArgs,
     agents_args: ingest_grpc::IngestArgs,
 ) -> Result<(), Box<dyn std::error::Error>> {
@@ -92,6 +96,7 @@ fn run(
     let engine = Arc::new(QueryEngine::open(storage.clone())?);
     prom::register(&engine)?;
     let flush = Duration::from_millis(flush_ms.max(10));
+    let otlp_sink = otlp::Otlp::new(storage.clone(), token.clone(), max_body, flush)?;
     let agent_ingest = ingest_grpc::AgentIngest::start(storage.clone(), token.clone(), agents_args.commit_ms)?;
     let writer = SampleWriter::new(storage, 1 << 20, flush)?;
     let state = Arc::new(AppState {
@@ -122,6 +127,7 @@ fn run(
                 .await;
             }
         });
+        otlp::spawn(&otlp_args, otlp_sink.clone(), flush).await?;
         ingest_grpc::spawn(agents_args.grpc_listen, agent_ingest, max_body).await?;
         let shutdown_state = state.clone();
         let apm_routes = apm::start(&apm_args, &state, max_body).await?;
@@ -134,6 +140,7 @@ fn run(
             shutdown_state.samples.lock().unwrap_or_else(|e| e.into_inner()).flush()
         })
         .await;
+        let _ = tokio::task::spawn_blocking(move || otlp_sink.flush()).await;
         Ok::<(), Box<dyn std::error::Error>>(())
     })
 }
