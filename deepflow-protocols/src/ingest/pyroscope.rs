@@ -125,9 +125,20 @@ impl IngestParams {
     }
 }
 
-/// The parts of an application name: `(app, type suffix, labels)`.
-/// `app.cpu{env=prod,region=eu}` → `("app", Some("cpu"), [("env","prod"),("region","eu")])`.
-pub fn parse_app_name(name: &str) -> Result<(String, Option<String>, Vec<(String, String)>), DecodeError> {
+/// The parts of a Pyroscope application name.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AppName {
+    /// The application (without type suffix and labels).
+    pub app: String,
+    /// A known profile-type suffix (`cpu` in `app.cpu`), if any.
+    pub profile_type: Option<String>,
+    /// The `{k=v,...}` labels in the order written.
+    pub labels: Vec<(String, String)>,
+}
+
+/// Splits an application name: `app.cpu{env=prod,region=eu}` → app `app`, type `cpu`, labels
+/// `env=prod`, `region=eu`.
+pub fn parse_app_name(name: &str) -> Result<AppName, DecodeError> {
     let name = name.trim();
     let (base, labels) = match name.find('{') {
         Some(i) => {
@@ -151,9 +162,9 @@ pub fn parse_app_name(name: &str) -> Result<(String, Option<String>, Vec<(String
     }
     match base.rsplit_once('.') {
         Some((app, t)) if !app.is_empty() && KNOWN_TYPES.contains(&t) => {
-            Ok((app.to_string(), Some(t.to_string()), labels))
+            Ok(AppName { app: app.to_string(), profile_type: Some(t.to_string()), labels })
         }
-        _ => Ok((base.to_string(), None, labels)),
+        _ => Ok(AppName { app: base.to_string(), profile_type: None, labels }),
     }
 }
 
@@ -165,7 +176,7 @@ pub fn decode(
     body: &[u8],
     now_us: u64,
 ) -> Result<Vec<ProfileSample>, DecodeError> {
-    let (app, suffix, name_labels) = parse_app_name(&params.name)?;
+    let AppName { app, profile_type: suffix, labels: name_labels } = parse_app_name(&params.name)?;
     let ct = content_type.unwrap_or("").trim();
     let format = if params.format.is_empty() { "folded" } else { params.format.as_str() };
     let base = ProfileSample {
@@ -619,12 +630,17 @@ mod tests {
 
     #[test]
     fn app_names() {
+        let n = |app: &str, t: Option<&str>, labels: &[(&str, &str)]| AppName {
+            app: app.into(),
+            profile_type: t.map(str::to_string),
+            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        };
         assert_eq!(
             parse_app_name("shop.cpu{env=prod, region=eu}").unwrap(),
-            ("shop".into(), Some("cpu".into()), vec![("env".into(), "prod".into()), ("region".into(), "eu".into())])
+            n("shop", Some("cpu"), &[("env", "prod"), ("region", "eu")])
         );
-        assert_eq!(parse_app_name("pytest.app").unwrap(), ("pytest.app".into(), None, vec![]));
-        assert_eq!(parse_app_name("a.alloc_space{}").unwrap(), ("a".into(), Some("alloc_space".into()), vec![]));
+        assert_eq!(parse_app_name("pytest.app").unwrap(), n("pytest.app", None, &[]));
+        assert_eq!(parse_app_name("a.alloc_space{}").unwrap(), n("a", Some("alloc_space"), &[]));
         assert!(parse_app_name("{x=1}").is_err());
         assert!(parse_app_name("a{x=1").is_err());
         assert!(parse_app_name("a{x}").is_err());
