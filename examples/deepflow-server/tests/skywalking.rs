@@ -201,3 +201,81 @@ fn bad_segments_and_auth() {
     assert!(row["parent_span_id"].is_null());
     assert_eq!(s.get("/-/healthy").status, 200);
 }
+
+/// gRPC `collectInSync` from a tonic client: token checks (`authentication` metadata as
+/// SkyWalking agents send it, or a bearer token), a segment without ids is `INVALID_ARGUMENT`.
+#[test]
+fn grpc_token_and_bad_segment() {
+    use deepflow_protocols::ingest::skywalking::proto;
+    let dir = tempfile::tempdir().unwrap();
+    let grpc = format!("127.0.0.1:{}", common::free_port());
+    let s = common::start(dir.path(), Some("sekret"), &["--skywalking-grpc", &grpc]);
+    let seg = |trace: &str| proto::SegmentObject {
+        trace_id: trace.into(),
+        trace_segment_id: format!("{trace}-seg"),
+        service: "grpc-svc".into(),
+        spans: vec![proto::SpanObject {
+            span_id: 0,
+            parent_span_id: -1,
+            start_time: 1_700_000_000_000,
+            end_time: 1_700_000_000_002,
+            operation_name: "/rpc".into(),
+            span_type: 0,
+            span_layer: 3,
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let codes: Vec<tonic::Code> = rt.block_on(async {
+        // the gRPC listener starts just after the HTTP one: retry the connection for a while
+        let ep = tonic::transport::Endpoint::from_shared(format!("http://{grpc}")).unwrap();
+        let mut ch = None;
+        for _ in 0..120 {
+            match ep.connect().await {
+                Ok(c) => {
+                    ch = Some(c);
+                    break;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+            }
+        }
+        let ch = ch.expect("SkyWalking gRPC port never accepted a connection");
+        let mut out = Vec::new();
+        for (meta, segs) in [
+            (None, vec![seg("t-noauth")]),
+            (Some(("authentication", "wrong")), vec![seg("t-wrong")]),
+            (Some(("authentication", "sekret")), vec![seg("t-ok")]),
+            (Some(("authorization", "Bearer sekret")), vec![seg("t-bearer")]),
+            (Some(("authentication", "sekret")), vec![seg("")]),
+        ] {
+            let mut g = tonic::client::Grpc::new(ch.clone());
+            g.ready().await.unwrap();
+            let mut req = tonic::Request::new(proto::SegmentCollection { segments: segs });
+            if let Some((k, v)) = meta {
+                req.metadata_mut().insert(k, v.parse().unwrap());
+            }
+            let codec = tonic_prost::ProstCodec::<proto::SegmentCollection, proto::Commands>::default();
+            let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+                "/skywalking.v3.TraceSegmentReportService/collectInSync",
+            );
+            let res: Result<tonic::Response<proto::Commands>, tonic::Status> = g.unary(req, path, codec).await;
+            out.push(res.map(|_| tonic::Code::Ok).unwrap_or_else(|e| e.code()));
+        }
+        out
+    });
+    assert_eq!(
+        codes,
+        [
+            tonic::Code::Unauthenticated,
+            tonic::Code::Unauthenticated,
+            tonic::Code::Ok,
+            tonic::Code::Ok,
+            tonic::Code::InvalidArgument
+        ]
+    );
+    let n = s.wait_sql("SELECT count(*) AS n FROM l7_flow_log", Duration::from_secs(30), |v| v >= 2.0);
+    assert_eq!(n, 2.0);
+    let ids = s.sql("SELECT trace_id FROM l7_flow_log ORDER BY trace_id");
+    assert_eq!(ids["rows"], serde_json::json!([{"trace_id": "t-bearer"}, {"trace_id": "t-ok"}]));
+}
