@@ -93,7 +93,7 @@ fn profile() -> pprof::Profile {
 #[test]
 fn folded_pprof_and_bad_input() {
     let dir = tempfile::tempdir().unwrap();
-    let s = common::start(dir.path(), Some("tok"), &["--skywalking-grpc", ""]);
+    let s = common::start(dir.path(), Some("tok"), &["--skywalking-grpc", "", "--max-body", "200000"]);
     let q = "/ingest?name=shop.cpu%7Benv%3Dprod%7D&from=1700000000&until=1700000010&sampleRate=100&spyName=gospy&format=folded";
     let r = s.post(q, "text/plain", None, b"main;serve;handle 40\nmain;gc 2\n");
     assert_eq!(r.status, 200, "{}", r.text());
@@ -152,6 +152,9 @@ fn folded_pprof_and_bad_input() {
     }
     let r = common::agent().post(s.url("/ingest?name=x")).send(&b"a 1"[..]).unwrap();
     assert_eq!(r.status().as_u16(), 401);
+    // over --max-body: 413
+    let big = "main;work 1\n".repeat(20_000);
+    assert_eq!(s.post("/ingest?name=x", "text/plain", None, big.as_bytes()).status, 413);
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(s.sql("SELECT count(*) AS n FROM profile")["rows"][0]["n"], 6);
     assert_eq!(s.get("/-/healthy").status, 200);
