@@ -438,6 +438,25 @@ fn json_gzip_grpc_client_and_bad_input() {
     assert_eq!(r.body[0], 0x08); // field 1 (code), varint
     assert_eq!(r.body[1], 3); // INVALID_ARGUMENT
 
+    // garbage protobuf over gRPC (raw bytes from Python's grpcio): an error status, not a crash
+    if let Some(py) = python() {
+        let script = r#"
+import sys, grpc
+ch = grpc.insecure_channel(sys.argv[1])
+call = ch.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")
+try:
+    call(b"\xff\xff\xff\xff\x0f garbage", metadata=[("authorization", "Bearer otlp-s3cret")], timeout=10)
+    print("OK")
+except grpc.RpcError as e:
+    print(e.code().name, e.details())
+"#;
+        let out = Command::new(py).args(["-c", script, &format!("127.0.0.1:{}", o.grpc)]).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        eprintln!("grpc garbage: {text} {}", String::from_utf8_lossy(&out.stderr));
+        assert!(text.starts_with("INTERNAL") || text.starts_with("INVALID_ARGUMENT"), "{text}");
+        assert!(text.contains("decode"), "{text}");
+    }
+
     // still up, still writing, and the refused requests stored nothing
     assert_eq!(s.get("/-/healthy").status, 200);
     let r =
