@@ -645,8 +645,9 @@ async fn run(shared: Arc<Shared>, cfg: Arc<SenderConfig>) {
                             retry_at = Some(t + backoff);
                             backoff = (backoff * 2).min(cfg.backoff_max);
                         } else if code == Code::Aborted {
-                            // the server is writing this batch right now (a retry raced it)
-                            retry_at = Some(t + cfg.backoff_min);
+                            // the server is still writing this batch (a resend raced it)
+                            retry_at = Some(t + backoff);
+                            backoff = (backoff * 2).min(cfg.backoff_max);
                         } else if g == generation {
                             fails += 1;
                             if n > 1 {

@@ -95,13 +95,22 @@ impl Ingest for AgentIngest {
             return Err(Status::invalid_argument("agent_id must be set and seq must start at 1"));
         }
         let (agent, session, seq) = (b.agent_id.clone(), b.session, b.seq);
-        match self.dedup.claim(&agent, session, seq) {
-            Claim::Duplicate => {
-                c.duplicates.fetch_add(1, Ordering::Relaxed);
-                return Ok(Response::new(Ack { seq, rows_written: 0, duplicate: true }));
+        // a resend of a batch still being written (the agent timed out) waits for that write:
+        // answering at once would only make the agent send the payload again and again
+        let mut waits = 0;
+        loop {
+            match self.dedup.claim(&agent, session, seq) {
+                Claim::Duplicate => {
+                    c.duplicates.fetch_add(1, Ordering::Relaxed);
+                    return Ok(Response::new(Ack { seq, rows_written: 0, duplicate: true }));
+                }
+                Claim::InFlight if waits < 1200 => {
+                    waits += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Claim::InFlight => return Err(Status::aborted("this batch is being written right now; retry")),
+                Claim::New => break,
             }
-            Claim::InFlight => return Err(Status::aborted("this batch is being written right now; retry")),
-            Claim::New => {}
         }
         // decoding is CPU work on untrusted bytes: off the async threads, and a panic in the
         // IPC reader is a refused batch, not a dead server

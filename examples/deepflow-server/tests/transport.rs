@@ -41,10 +41,10 @@ impl Srv {
 
 fn start(data: &Path, token: Option<&str>, extra: &[&str]) -> Srv {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_deepflow-server"));
-    cmd.args(["run", "--data"])
-        .arg(data)
-        .args(["--listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0", "--commit-ms", "20"])
-        .args(extra);
+    cmd.args(["run", "--data"]).arg(data).args(["--listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0"]).args(extra);
+    if !extra.contains(&"--commit-ms") {
+        cmd.args(["--commit-ms", "20"]);
+    }
     if let Some(t) = token {
         cmd.args(["--token", t]);
     }

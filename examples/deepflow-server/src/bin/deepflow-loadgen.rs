@@ -98,7 +98,7 @@ fn agent(i: u32, a: &Args) -> Result<AgentResult, String> {
     cfg.max_batch_rows = a.batch_rows;
     cfg.record_acks = true;
     cfg.backoff_max = Duration::from_secs(1);
-    cfg.request_timeout = Duration::from_secs(20);
+    cfg.request_timeout = Duration::from_secs(60);
     if a.drop_oldest {
         cfg.on_full = OnFull::DropOldest;
     }
