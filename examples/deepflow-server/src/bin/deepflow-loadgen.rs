@@ -191,7 +191,8 @@ fn main() {
         "failovers": total.failovers,
         "auth_failures": total.auth_failures,
         "blocked_ms": total.blocked_ms,
-        "acked_rows_per_s": total.rows_acked as f64 / (a.seconds.max(1) as f64),
+        "sent_rows_per_s": total.rows_queued as f64 / (a.seconds.max(1) as f64),
+        "acked_rows_per_s": total.rows_acked as f64 / elapsed.max(1e-9),
         "last_error": total.last_error,
     });
     println!("{out}");
