@@ -110,4 +110,123 @@ mod tests {
         crate::format::write_batches(&out, crate::OutputFormat::Csv, &mut text).unwrap();
         assert_eq!(String::from_utf8(text).unwrap(), "n,d\n7300,7300\n");
     }
+
+    /// An in-process Ingest server that records what it acknowledges and refuses `network`.
+    #[derive(Clone, Default)]
+    struct Recorder(std::sync::Arc<std::sync::Mutex<Vec<(u64, u64, u64)>>>);
+
+    impl grpc::Ingest for Recorder {
+        async fn send(&self, req: tonic::Request<Batch>) -> std::result::Result<tonic::Response<Ack>, tonic::Status> {
+            let b = req.into_inner();
+            if b.table == "network" {
+                return Err(tonic::Status::invalid_argument("refused"));
+            }
+            self.0.lock().unwrap().push((b.session, b.seq, b.row_count));
+            Ok(tonic::Response::new(Ack { seq: b.seq, rows_written: b.row_count, duplicate: false }))
+        }
+    }
+
+    fn serve(rt: &tokio::runtime::Runtime, rec: Recorder) -> String {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.set_nonblocking(true).unwrap();
+        let addr = l.local_addr().unwrap();
+        rt.spawn(async move {
+            let l = tokio::net::TcpListener::from_std(l).unwrap();
+            tonic::transport::Server::builder()
+                .add_service(grpc::IngestServer::new(rec))
+                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(l))
+                .await
+                .unwrap();
+        });
+        format!("http://{addr}")
+    }
+
+    fn dead_url() -> String {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    }
+
+    fn fast(servers: Vec<String>) -> SenderConfig {
+        let mut c = SenderConfig::new(servers);
+        c.backoff_min = std::time::Duration::from_millis(10);
+        c.backoff_max = std::time::Duration::from_millis(50);
+        c.connect_timeout = std::time::Duration::from_millis(500);
+        c
+    }
+
+    fn spill_files(dir: &std::path::Path) -> usize {
+        std::fs::read_dir(dir)
+            .map(|d| d.filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "batch")).count())
+            .unwrap_or(0)
+    }
+
+    /// Nothing reachable: batches beyond the memory buffer spill, the rest spill at close; a
+    /// later sender over the same directory sends them all (same session and seqs).
+    #[test]
+    fn sender_spills_and_a_later_sender_delivers() {
+        let spill = tempfile::tempdir().unwrap();
+        let mut cfg = fast(vec![dead_url()]);
+        cfg.spill_dir = Some(spill.path().to_path_buf());
+        cfg.buffer_batches = 2;
+        let s = Sender::start(cfg).unwrap();
+        let session = s.session();
+        for _ in 0..6 {
+            s.send_records(&rows(10, 1_714_557_600_000_000)).unwrap();
+        }
+        assert_eq!(s.stats().batches_spilled, 4);
+        let st = s.close(std::time::Duration::from_millis(200));
+        assert_eq!((st.batches_acked, st.buffered_batches, st.buffered_rows), (0, 6, 60));
+        assert!(st.retries > 0, "{st:?}");
+        assert_eq!(spill_files(spill.path()), 6);
+
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let rec = Recorder::default();
+        let mut cfg = fast(vec![serve(&rt, rec.clone())]);
+        cfg.spill_dir = Some(spill.path().to_path_buf());
+        cfg.record_acks = true;
+        let s = Sender::start(cfg).unwrap();
+        assert_eq!(s.stats().batches_restored, 6);
+        assert!(s.flush(std::time::Duration::from_secs(30)));
+        assert_eq!(s.take_acked().len(), 6);
+        let st = s.close(std::time::Duration::from_secs(1));
+        assert_eq!((st.batches_acked, st.rows_acked, st.buffered_batches), (6, 60, 0));
+        assert_eq!(spill_files(spill.path()), 0);
+        let mut got = rec.0.lock().unwrap().clone();
+        got.sort();
+        assert_eq!(got, (1..=6).map(|q| (session, q, 10)).collect::<Vec<_>>());
+    }
+
+    /// First server gone: the sender moves to the second; a refused batch is dropped and counted.
+    #[test]
+    fn sender_fails_over_and_drops_refused_batches() {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let rec = Recorder::default();
+        let s = Sender::start(fast(vec![dead_url(), serve(&rt, rec.clone())])).unwrap();
+        for _ in 0..3 {
+            s.send_records(&rows(5, 1_714_557_600_000_000)).unwrap();
+        }
+        let net = crate::Table::Network.schema();
+        s.send_batches(crate::Table::Network, &[datafusion::arrow::array::RecordBatch::new_empty(net)]).unwrap();
+        assert!(s.flush(std::time::Duration::from_secs(30)));
+        let st = s.close(std::time::Duration::from_secs(1));
+        assert_eq!((st.batches_acked, st.rows_acked, st.batches_rejected), (3, 15, 1), "{st:?}");
+        assert!(st.failovers >= 1 && st.server == 1, "{st:?}");
+        assert_eq!(rec.0.lock().unwrap().len(), 3);
+    }
+
+    /// `OnFull::DropOldest` with nothing reachable: the buffer keeps the newest batches and
+    /// counts what it dropped; the producer never waits long.
+    #[test]
+    fn sender_drop_oldest_counts_drops() {
+        let mut cfg = fast(vec![dead_url()]);
+        cfg.buffer_batches = 2;
+        cfg.on_full = OnFull::DropOldest;
+        let s = Sender::start(cfg).unwrap();
+        for _ in 0..5 {
+            s.send_records(&rows(10, 1_714_557_600_000_000)).unwrap();
+        }
+        let st = s.close(std::time::Duration::ZERO);
+        assert_eq!((st.batches_dropped, st.rows_dropped, st.buffered_batches), (3, 30, 2), "{st:?}");
+        assert_eq!(st.batches_queued, 5);
+    }
 }
