@@ -1,6 +1,7 @@
 //! Prometheus samples (feature `promql`): the `prometheus` table, a writer for it, the
 //! remote_write decoder ([`remote_write`]) and a PromQL engine over the stored samples
-//! ([`promql`]).
+//! ([`promql`]), which also reads the native `network` and `application` metrics as
+//! `flow_metrics__<table>__<column>__<1s|1m>` series ([`native`]).
 //!
 //! Table `prometheus` (`DIR/table=prometheus/date=…/hour=…/part-….parquet`, hour = UTC hour of
 //! the sample time):
@@ -17,6 +18,7 @@
 //! read them, `labels LIKE '%"job":"x"%'` works in SQL, and the PromQL engine parses them once
 //! per series. They are not SmartEncoding-tagged.
 
+pub mod native;
 pub mod promql;
 pub mod remote_write;
 

@@ -206,7 +206,32 @@ impl PromEngine {
     }
 
     /// Loads the series matching `vs` with samples in `[from, to]` (ms), stale markers kept.
+    /// Native metric names (`flow_metrics__…`, see [`super::native`]) read the `network` and
+    /// `application` tables.
     pub async fn select(&self, vs: &VectorSelector, from: i64, to: i64) -> Res<Vec<Series>> {
+        let ms = all_matchers(vs);
+        let eq_name = ms.iter().find(|m| m.name == NAME && matches!(m.op, MatchOp::Equal)).map(|m| m.value.clone());
+        let natives = match &eq_name {
+            Some(n) => super::native::parse_name(n).into_iter().collect(),
+            None => super::native::candidates(&ms),
+        };
+        let mut native_out = Vec::new();
+        for m in &natives {
+            for s in super::native::select(&self.store, m, &ms, from, to).await? {
+                if sel_matches(&s.labels, vs) {
+                    native_out.push(s);
+                }
+            }
+        }
+        if eq_name.is_some() && !natives.is_empty() {
+            return Ok(native_out);
+        }
+        let mut out = self.select_samples(vs, from, to).await?;
+        out.extend(native_out);
+        Ok(out)
+    }
+
+    async fn select_samples(&self, vs: &VectorSelector, from: i64, to: i64) -> Res<Vec<Series>> {
         let mut sql = format!(
             "SELECT metric_name, labels, time, value FROM {TABLE} WHERE time >= to_timestamp_millis({from}) \
              AND time <= to_timestamp_millis({to}) AND date >= {} AND date <= {}",
@@ -371,6 +396,13 @@ impl PromEngine {
     pub async fn label_names(&self, selectors: &[String], start: i64, end: i64) -> Res<Vec<String>> {
         let series = self.all_or_matching(selectors, start, end).await?;
         let mut names: Vec<String> = series.into_iter().flat_map(|l| l.into_iter().map(|(k, _)| k)).collect();
+        if selectors.is_empty() {
+            let native = super::native::label_names(&self.store, start, end).await?;
+            if !native.is_empty() {
+                names.push(NAME.to_string());
+            }
+            names.extend(native);
+        }
         names.sort();
         names.dedup();
         Ok(names)
@@ -381,6 +413,9 @@ impl PromEngine {
         let series = self.all_or_matching(selectors, start, end).await?;
         let mut vals: Vec<String> =
             series.iter().map(|l| label(l, name).to_string()).filter(|v| !v.is_empty()).collect();
+        if selectors.is_empty() {
+            vals.extend(super::native::label_values(&self.store, name, start, end).await?);
+        }
         vals.sort();
         vals.dedup();
         Ok(vals)
@@ -462,6 +497,10 @@ fn instant_select(vs: &VectorSelector, t: i64, ctx: &Ctx<'_>) -> Vec<VSample> {
         .filter_map(|s| {
             let idx = s.points.partition_point(|p| p.0 <= at);
             let (pt, pv) = *s.points.get(idx.checked_sub(1)?)?;
+            // native metrics: only the window that ended in (at - interval, at]
+            if super::native::interval_of(&s.labels).is_some_and(|iv| pt <= at - iv) {
+                return None;
+            }
             if pt < at - ctx.lookback_ms || is_stale(pv) {
                 return None;
             }
@@ -476,7 +515,8 @@ fn range_select(vs: &VectorSelector, range: i64, t: i64, ctx: &Ctx<'_>) -> Vec<S
     series
         .iter()
         .filter_map(|s| {
-            let lo = s.points.partition_point(|p| p.0 < at - range);
+            let native = super::native::interval_of(&s.labels).is_some();
+            let lo = s.points.partition_point(|p| if native { p.0 <= at - range } else { p.0 < at - range });
             let hi = s.points.partition_point(|p| p.0 <= at);
             let pts: Vec<(i64, f64)> = s.points.get(lo..hi)?.iter().copied().filter(|p| !is_stale(p.1)).collect();
             (!pts.is_empty()).then(|| Series { labels: s.labels.clone(), points: pts })
@@ -898,13 +938,13 @@ fn bucket_quantile(q: f64, mut buckets: Vec<(f64, f64)>) -> f64 {
 
 fn call(c: &parser::Call, t: i64, ctx: &Ctx<'_>) -> Res<Value> {
     let name = c.func.name;
-    let per_series = |f: &dyn Fn(&[(i64, f64)], i64, i64, i64) -> Option<f64>| -> Res<Value> {
+    let per_series = |f: &dyn Fn(&Labels, &[(i64, f64)], i64, i64, i64) -> Option<f64>| -> Res<Value> {
         let (m, range, off) = matrix_arg(c, 0, t, ctx)?;
         let end = t - off;
         Ok(Value::Vector(
             m.into_iter()
                 .filter_map(|mut s| {
-                    let v = f(&s.points, end - range, end, range)?;
+                    let v = f(&s.labels, &s.points, end - range, end, range)?;
                     drop_name(&mut s.labels);
                     Some(VSample { labels: s.labels, value: v })
                 })
@@ -920,16 +960,28 @@ fn call(c: &parser::Call, t: i64, ctx: &Ctx<'_>) -> Res<Value> {
         Ok(Value::Vector(v))
     };
     match name {
-        "rate" => per_series(&|p, s, e, r| extrapolated_rate(p, s, e, true, true, r)),
-        "increase" => per_series(&|p, s, e, r| extrapolated_rate(p, s, e, true, false, r)),
-        "delta" => per_series(&|p, s, e, r| extrapolated_rate(p, s, e, false, false, r)),
-        "irate" => per_series(&|p, _, _, _| instant_delta(p, true)),
-        "idelta" => per_series(&|p, _, _, _| instant_delta(p, false)),
-        "sum_over_time" => per_series(&|p, _, _, _| Some(p.iter().map(|x| x.1).sum())),
-        "count_over_time" => per_series(&|p, _, _, _| Some(p.len() as f64)),
-        "avg_over_time" => per_series(&|p, _, _, _| Some(p.iter().map(|x| x.1).sum::<f64>() / p.len() as f64)),
-        "max_over_time" => per_series(&|p, _, _, _| p.iter().map(|x| x.1).reduce(f64::max)),
-        "min_over_time" => per_series(&|p, _, _, _| p.iter().map(|x| x.1).reduce(f64::min)),
+        // native metrics hold per-window deltas: sums of windows, no extrapolation (see native)
+        "rate" => per_series(&|l, p, s, e, r| match super::native::interval_of(l) {
+            Some(_) => super::native::rate(p, r),
+            None => extrapolated_rate(p, s, e, true, true, r),
+        }),
+        "increase" | "delta" => per_series(&|l, p, s, e, r| match super::native::interval_of(l) {
+            Some(_) => super::native::increase(p),
+            None => extrapolated_rate(p, s, e, name == "increase", false, r),
+        }),
+        "irate" => per_series(&|l, p, _, _, _| match super::native::interval_of(l) {
+            Some(iv) => p.last().map(|x| x.1 / (iv as f64 / 1000.0)),
+            None => instant_delta(p, true),
+        }),
+        "idelta" => per_series(&|l, p, _, _, _| match super::native::interval_of(l) {
+            Some(_) => p.last().map(|x| x.1),
+            None => instant_delta(p, false),
+        }),
+        "sum_over_time" => per_series(&|_, p, _, _, _| Some(p.iter().map(|x| x.1).sum())),
+        "count_over_time" => per_series(&|_, p, _, _, _| Some(p.len() as f64)),
+        "avg_over_time" => per_series(&|_, p, _, _, _| Some(p.iter().map(|x| x.1).sum::<f64>() / p.len() as f64)),
+        "max_over_time" => per_series(&|_, p, _, _, _| p.iter().map(|x| x.1).reduce(f64::max)),
+        "min_over_time" => per_series(&|_, p, _, _, _| p.iter().map(|x| x.1).reduce(f64::min)),
         "last_over_time" => {
             let (m, _, _) = matrix_arg(c, 0, t, ctx)?;
             Ok(Value::Vector(
