@@ -63,7 +63,7 @@ impl ApmSink {
     /// compactions through the store's own runtime) and starts its flush ticker (which holds
     /// only a weak reference: dropping the sink flushes and stops it).
     pub async fn open(storage: Storage) -> Result<Arc<ApmSink>, String> {
-        let opts = WriterOptions::default().with_flush(1 << 20, 256 << 20, FLUSH);
+        let opts = crate::tags::writer_options(WriterOptions::default().with_flush(1 << 20, 256 << 20, FLUSH));
         let writer = tokio::task::spawn_blocking(move || StoreWriter::open(storage, opts))
             .await
             .map_err(|e| e.to_string())?
@@ -98,6 +98,21 @@ impl ApmSink {
         let s = self.clone();
         let res = tokio::task::spawn_blocking(move || s.lock().extend(rows)).await;
         match res {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(crate::json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", &e.to_string())),
+            Err(e) => Err(crate::json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", &e.to_string())),
+        }
+    }
+}
+
+impl ApmSink {
+    /// Appends span rows (on a blocking thread), tagged by `--inventory` ([`crate::tags`]).
+    pub async fn append_l7(self: &Arc<Self>, rows: Vec<deepflow_core::record::L7FlowLog>) -> Result<(), Response> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let s = self.clone();
+        match tokio::task::spawn_blocking(move || crate::tags::append_l7(&mut s.lock(), rows)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(crate::json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", &e.to_string())),
             Err(e) => Err(crate::json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", &e.to_string())),

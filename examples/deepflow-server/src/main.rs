@@ -25,6 +25,7 @@ mod ingest_grpc;
 mod otlp;
 mod pyroscope;
 mod skywalking;
+mod tags;
 
 #[derive(Parser)]
 #[command(name = "deepflow-server", version, about = "deepflow-rs server: embedded store, SQL and Prometheus APIs")]
@@ -59,6 +60,8 @@ enum Cmd {
         apm: apm::ApmArgs,
         #[command(flatten)]
         agents: ingest_grpc::IngestArgs,
+        #[command(flatten)]
+        tags: tags::TagArgs,
     },
 }
 
@@ -73,8 +76,8 @@ type St = State<Arc<AppState>>;
 
 fn main() {
     let cli = Cli::parse();
-    let Cmd::Run { data, listen, token, max_body, flush_ms, otlp, apm, agents } = cli.cmd;
-    if let Err(e) = run(data, listen, token, max_body, flush_ms, otlp, apm, agents) {
+    let Cmd::Run { data, listen, token, max_body, flush_ms, otlp, apm, agents, tags } = cli.cmd;
+    if let Err(e) = run(data, listen, token, max_body, flush_ms, otlp, apm, agents, tags) {
         eprintln!("deepflow-server: {e}");
         std::process::exit(1);
     }
@@ -89,12 +92,15 @@ fn run(
     otlp_args: otlp::OtlpArgs,
     apm_args: apm::ApmArgs,
     agents_args: ingest_grpc::IngestArgs,
+    tag_args: tags::TagArgs,
 ) -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all(&data)?;
     let storage = Storage::local(&data)?;
     // opened outside the server runtime: the store blocks on its own runtime while opening
     let engine = Arc::new(QueryEngine::open(storage.clone())?);
     prom::register(&engine)?;
+    // before the ingest writers open: they take the tagger
+    tags::init(&data, &tag_args, &engine)?;
     let flush = Duration::from_millis(flush_ms.max(10));
     let otlp_sink = otlp::Otlp::new(storage.clone(), token.clone(), max_body, flush)?;
     let agent_ingest = ingest_grpc::AgentIngest::start(storage.clone(), token.clone(), agents_args.commit_ms)?;

@@ -64,7 +64,7 @@ impl Otlp {
         max_body: usize,
         flush: Duration,
     ) -> Result<Arc<Otlp>, Box<dyn std::error::Error>> {
-        let opts = WriterOptions::default().with_flush(1 << 20, 256 << 20, flush);
+        let opts = crate::tags::writer_options(WriterOptions::default().with_flush(1 << 20, 256 << 20, flush));
         Ok(Arc::new(Otlp {
             store: Mutex::new(StoreWriter::open(storage.clone(), opts)?),
             samples: Mutex::new(SampleWriter::new(storage, 1 << 20, flush)?),
@@ -86,7 +86,7 @@ impl Otlp {
         let rows = otlp::spans_to_rows(req);
         let n = rows.len();
         let mut w = self.store.lock().unwrap_or_else(|e| e.into_inner());
-        w.extend(rows).map_err(|e| e.to_string())?;
+        crate::tags::append_l7(&mut w, rows).map_err(|e| e.to_string())?;
         Ok(n)
     }
 

@@ -47,7 +47,7 @@ async fn segments(State(sink): State<Arc<ApmSink>>, body: Bytes) -> Response {
     };
     let rows: Vec<_> = segs.iter().flat_map(sw::segment_to_rows).collect();
     let n = rows.len();
-    if let Err(r) = sink.append(rows).await {
+    if let Err(r) = sink.append_l7(rows).await {
         return r;
     }
     let body = serde_json::json!({"status": "success", "segments": segs.len(), "spans": n});
@@ -79,7 +79,7 @@ async fn store(sink: &Arc<ApmSink>, segs: Vec<proto::SegmentObject>) -> Result<(
         seg.validate().map_err(|e| Status::invalid_argument(e.to_string()))?;
         rows.extend(sw::segment_to_rows(&seg));
     }
-    sink.append(rows).await.map_err(|_| Status::internal("store write failed"))
+    sink.append_l7(rows).await.map_err(|_| Status::internal("store write failed"))
 }
 
 struct CollectSvc(Arc<ApmSink>);
