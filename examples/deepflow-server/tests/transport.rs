@@ -336,6 +336,8 @@ fn load_10_agents_100k_rows_per_s() {
         &secs,
         "--batch-rows",
         "5000",
+        "--drain-seconds",
+        "900",
     ]);
     assert!(loadgen.wait().unwrap().success());
     let s: serde_json::Value = serde_json::from_str(&summary.recv().unwrap()).unwrap();
