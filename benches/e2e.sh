@@ -19,7 +19,9 @@ if [ -z "$file" ]; then
     "$rt/bigpcap.sh" "$file" 10
   fi
 fi
-cargo build --release -q -p deepflow-agent
+# --workspace: the same feature set as every other build here (a -p build would resolve other
+# features and rebuild DataFusion)
+cargo build --release -q --workspace --bin deepflow-agent
 agent="$CARGO_TARGET_DIR/release/deepflow-agent"
 mkdir -p bench-out
 packets=$(capinfos -c -M "$file" | awk -F: '/Number of packets/ {gsub(/ /,"",$2); print $2}')

@@ -23,8 +23,9 @@ if [ -z "$pcap" ]; then
   fi
 fi
 echo "capture: $pcap ($(stat -c %s "$pcap") bytes, $(capinfos -c -M "$pcap" 2>/dev/null | awk '/Number of packets/ {print $NF}') packets)"
-target=${CARGO_TARGET_DIR:-$PWD/target}
-cargo build -q --release -p deepflow-c --example rust_baseline
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/deepflow-rs-target}"
+target=$CARGO_TARGET_DIR
+cargo build -q --release --workspace --example rust_baseline  # --workspace: same features as other builds
 lib=$target/release
 "$target/release/examples/rust_baseline" "$pcap" "$runs"
 cc -O2 -o "$work/bench_c" bindings/bench/bench.c -I bindings/c/include -L "$lib" -Wl,-rpath,"$lib" -ldeepflow
