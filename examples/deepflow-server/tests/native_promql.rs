@@ -69,21 +69,29 @@ fn instant(srv: &Server, q: &str, t: i64, by: &str) -> BTreeMap<String, f64> {
         .collect()
 }
 
+/// `deepflow-agent analyze demo.pcap --format parquet --out DIR [--inventory FILE]`; `false`
+/// (after a SKIP message) when the agent is not built.
+fn analyze(test: &str, out_dir: &std::path::Path, inventory: Option<&std::path::Path>) -> bool {
+    let Some(agent) = agent_bin() else {
+        eprintln!("SKIP {test}: deepflow-agent is not built (run cargo build --workspace)");
+        return false;
+    };
+    let mut cmd = Command::new(&agent);
+    cmd.arg("analyze").arg(pcap()).args(["--format", "parquet", "--out"]).arg(out_dir);
+    if let Some(i) = inventory {
+        cmd.arg("--inventory").arg(i);
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "agent: {}", String::from_utf8_lossy(&out.stderr));
+    true
+}
+
 #[test]
 fn native_metrics_match_sql() {
-    let Some(agent) = agent_bin() else {
-        eprintln!("SKIP native_metrics_match_sql: deepflow-agent is not built (run cargo build --workspace)");
-        return;
-    };
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(&agent)
-        .arg("analyze")
-        .arg(pcap())
-        .args(["--format", "parquet", "--out"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "agent: {}", String::from_utf8_lossy(&out.stderr));
+    if !analyze("native_metrics_match_sql", dir.path(), None) {
+        return;
+    }
     let srv = start(dir.path(), None, &[]);
 
     // the data's span, per table and interval (window starts, seconds)
@@ -297,4 +305,97 @@ fn native_metrics_match_sql() {
     assert_eq!(r.status, 400, "{}", r.text());
     // the server is still serving
     assert!(!instant(&srv, &format!("sum(increase(flow_metrics__network__byte_tx__1s[{r1}s]))"), end1, "x").is_empty());
+}
+
+/// Every endpoint of demo.pcap is 127.0.0.1: one pod behind a service (as in the agent's
+/// tests/store_tags.rs).
+const INVENTORY: &str = r#"
+regions: [{name: lab-region}]
+vpcs: [{name: lab, region: lab-region}]
+subnets: [{name: loopback, vpc: lab, cidr: 127.0.0.0/8}]
+hosts: [{name: demo-host, vpc: lab, ips: [192.0.2.10]}]
+pod_clusters: [{name: demo, vpc: lab}]
+pod_namespaces: [{name: shop, cluster: demo}]
+pod_nodes: [{name: node-1, cluster: demo, host: demo-host, ips: [192.0.2.10]}]
+pod_groups: [{name: web, cluster: demo, namespace: shop, kind: Deployment}]
+pods:
+  - {name: web-0, cluster: demo, namespace: shop, node: node-1, group: web, group_kind: Deployment,
+     ips: [127.0.0.1], labels: {app: web}}
+services:
+  - {name: web-svc, cluster: demo, namespace: shop, cluster_ips: [10.96.0.10], selector: {app: web}}
+"#;
+
+#[test]
+fn native_metrics_carry_tag_ids_and_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("inventory.yaml");
+    std::fs::write(&inv, INVENTORY).unwrap();
+    let data = dir.path().join("store");
+    if !analyze("native_metrics_carry_tag_ids_and_names", &data, Some(&inv)) {
+        return;
+    }
+    let srv = start(&data, None, &[]);
+    let v = srv.sql(
+        "SELECT CAST(to_unixtime(min(\"time\")) AS BIGINT) AS lo, CAST(to_unixtime(max(\"time\")) AS BIGINT) AS hi, \
+         CAST(sum(request) AS DOUBLE) AS n FROM application WHERE \"interval\" = 60",
+    );
+    let (lo, hi, total) = (num(&v, "lo") as i64, num(&v, "hi") as i64, num(&v, "n"));
+    let end = hi + 60;
+    let r = end - lo;
+    // names resolved by the store's views, and the ids, are labels
+    let d = prom(
+        &srv,
+        "/api/v1/query",
+        &[
+            (
+                "query",
+                format!(
+                    "sum by (pod_1, service_1, pod_ns_1, pod_id_1) (increase(flow_metrics__application__request__1m[{r}s]))"
+                ),
+            ),
+            ("time", end.to_string()),
+        ],
+    );
+    let res = d["result"].as_array().unwrap();
+    assert_eq!(res.len(), 1, "{d}");
+    let m = &res[0]["metric"];
+    assert_eq!(
+        (m["pod_1"].as_str(), m["service_1"].as_str(), m["pod_ns_1"].as_str()),
+        (Some("web-0"), Some("web-svc"), Some("shop")),
+        "{d}"
+    );
+    assert!(m["pod_id_1"].as_str().is_some_and(|x| x != "0"), "{d}");
+    assert_eq!(res[0]["value"][1].as_str().unwrap().parse::<f64>().unwrap(), total);
+    // a matcher on a name (filtered after loading, not pushed down) and on the client side of network
+    let got = instant(
+        &srv,
+        &format!("sum(increase(flow_metrics__application__request__1m{{pod_1=\"web-0\"}}[{r}s]))"),
+        end,
+        "x",
+    );
+    assert_eq!(got.get(""), Some(&total));
+    let got = instant(
+        &srv,
+        &format!("sum(increase(flow_metrics__application__request__1m{{pod_1=\"nope\"}}[{r}s]))"),
+        end,
+        "x",
+    );
+    assert!(got.is_empty(), "{got:?}");
+    let bytes = num(
+        &srv.sql("SELECT CAST(sum(byte_tx) AS DOUBLE) AS n FROM network WHERE \"interval\" = 60 AND pod_0 = 'web-0'"),
+        "n",
+    );
+    assert!(bytes > 0.0);
+    let got =
+        instant(&srv, &format!("sum by (pod_0) (increase(flow_metrics__network__byte_tx__1m[{r}s]))"), end, "pod_0");
+    assert_eq!(got.get("web-0"), Some(&bytes));
+    // the metadata APIs know the name labels
+    let (s, e) = ((lo - 3600).to_string(), (end + 3600).to_string());
+    let labels = prom(&srv, "/api/v1/labels", &[("start", s.clone()), ("end", e.clone())]);
+    let labels: Vec<&str> = labels.as_array().unwrap().iter().map(|x| x.as_str().unwrap()).collect();
+    for l in ["pod_0", "pod_1", "pod_id_1", "service_1", "pod_ns_1", "subnet_1"] {
+        assert!(labels.contains(&l), "{l} in {labels:?}");
+    }
+    let vals = prom(&srv, "/api/v1/label/pod_1/values", &[("start", s), ("end", e)]);
+    assert_eq!(vals, serde_json::json!(["web-0"]));
 }
