@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::{Array, BooleanArray, RecordBatch, TimestampMicrosecondArray};
-use datafusion::arrow::compute::{concat_batches, filter_record_batch};
+use datafusion::arrow::compute::filter_record_batch;
 use datafusion::parquet::file::properties::WriterProperties;
 use tokio::sync::oneshot;
 
@@ -240,9 +240,8 @@ fn commit(storage: &Storage, props: &WriterProperties, jobs: &[Job]) -> Result<u
     keys.sort();
     for key in keys {
         let Some(batches) = groups.get(&key) else { continue };
-        let schema = key.0.schema();
-        let one = concat_batches(&schema, batches)?;
-        let bytes = encode_parquet(&[one], props)?;
+        // the Parquet writer gathers the batches into row groups itself: no concatenation
+        let bytes = encode_parquet(batches, props)?;
         let rel = format!("table={}/{}/{}", key.0.name(), Hour(key.1).dir(), part_name());
         storage.put_atomic(&rel, bytes)?;
         files += 1;
