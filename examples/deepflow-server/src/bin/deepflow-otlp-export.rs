@@ -427,3 +427,65 @@ fn request(spans: &[Out]) -> ExportTraceServiceRequest {
             .collect(),
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    fn row(trace: &str, span: &str, parent: Option<&str>) -> Value {
+        serde_json::json!({"trace_id": trace, "span_id": span, "parent_span_id": parent, "start_us": 1, "end_us": 2,
+                           "endpoint": span, "tap_side": "s-app"})
+    }
+
+    fn parent_of(outs: &[Out], name: &str) -> Vec<u8> {
+        outs.iter().find(|o| o.span.name == name).unwrap().span.parent_span_id.clone()
+    }
+
+    #[test]
+    fn cycles_duplicates_and_hashed_ids() {
+        let t = "0af7651916cd43dd8448eb211c80319c";
+        let rows = vec![
+            row(t, "a000000000000001", None),
+            row(t, "a000000000000002", Some("a000000000000001")),
+            // a 2-cycle: one link is cut, the other kept
+            row(t, "b000000000000001", Some("b000000000000002")),
+            row(t, "b000000000000002", Some("b000000000000001")),
+            // the same span twice
+            row(t, "a000000000000002", Some("a000000000000001")),
+            // SkyWalking-style text ids
+            row("sw.1", "seg-0", None),
+            row("sw.1", "seg-1", Some("seg-0")),
+            // the same parent text in another trace does not link across traces
+            row("sw.2", "seg-2", Some("seg-0")),
+            // no ids at all: a trace of its own
+            serde_json::json!({"start_us": 5, "end_us": 6, "endpoint": "bare"}),
+        ];
+        let (outs, st) = to_spans(&rows);
+        assert_eq!(st.spans, 8);
+        assert_eq!(st.duplicates, 1);
+        assert_eq!(st.traces, 4);
+        assert_eq!(parent_of(&outs, "a000000000000002"), hex("a000000000000001", 8).unwrap());
+        let cyc = [parent_of(&outs, "b000000000000001"), parent_of(&outs, "b000000000000002")];
+        assert_eq!(cyc.iter().filter(|p| p.is_empty()).count(), 1, "{cyc:?}");
+        assert_eq!(parent_of(&outs, "seg-1"), span_bytes("seg-0"));
+        assert_eq!(span_bytes("seg-0").len(), 8);
+        assert!(parent_of(&outs, "seg-2").is_empty());
+        let bare = outs.iter().find(|o| o.span.name == "bare").unwrap();
+        assert_eq!((bare.span.trace_id.len(), bare.span.span_id.len()), (16, 8));
+        // roots: a1, one of the cycle, seg-0, seg-2, bare
+        assert_eq!(st.roots, 5);
+        assert_eq!(st.orphans_made_roots, 2);
+        // every parent is an exported span of the same trace
+        for o in &outs {
+            if !o.span.parent_span_id.is_empty() {
+                assert!(
+                    outs.iter().any(|p| p.span.trace_id == o.span.trace_id && p.span.span_id == o.span.parent_span_id)
+                );
+            }
+        }
+        assert_eq!(traces_url("http://c:4318/").unwrap(), "http://c:4318/v1/traces");
+        assert_eq!(traces_url("http://c:4318/v1/traces").unwrap(), "http://c:4318/v1/traces");
+        assert!(traces_url("c:4318").is_err());
+    }
+}
