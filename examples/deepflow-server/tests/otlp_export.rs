@@ -25,6 +25,13 @@ const TOKEN: &str = "export-s3cret";
 const T1: &str = "0af7651916cd43dd8448eb211c80319c";
 const T2: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const SW_TRACE: &str = "sw.trace.1";
+const INVENTORY: &str = "
+pod_clusters: [{name: c1}]
+pod_namespaces: [{name: shop, cluster: c1}]
+pods:
+  - {name: web-1, cluster: c1, namespace: shop, ips: [10.1.0.5]}
+  - {name: cart-1, cluster: c1, namespace: shop, ips: [10.1.0.6]}
+";
 
 fn wait_port(port: u16) {
     for _ in 0..400 {
@@ -36,14 +43,13 @@ fn wait_port(port: u16) {
     panic!("port {port} never opened");
 }
 
-fn start_otlp(dir: &std::path::Path) -> (Server, u16) {
+fn start_otlp(dir: &std::path::Path, extra: &[&str]) -> (Server, u16) {
     let (http, sw) = (free_port(), free_port());
     let (h, w) = (format!("127.0.0.1:{http}"), format!("127.0.0.1:{sw}"));
-    let s = start(
-        dir,
-        Some(TOKEN),
-        &["--flush-ms", "100", "--otlp-http-listen", &h, "--otlp-grpc-listen", "off", "--skywalking-grpc", &w],
-    );
+    let mut args =
+        vec!["--flush-ms", "100", "--otlp-http-listen", &h, "--otlp-grpc-listen", "off", "--skywalking-grpc", &w];
+    args.extend_from_slice(extra);
+    let s = start(dir, Some(TOKEN), &args);
     wait_port(http);
     (s, http)
 }
@@ -140,8 +146,12 @@ const COLS: &str = "trace_id, span_id, parent_span_id, endpoint, tap_side, signa
 #[test]
 fn export_to_a_second_server_keeps_valid_links() {
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (a, a_port) = start_otlp(da.path());
-    let (b, b_http) = start_otlp(db.path());
+    // A tags the SkyWalking spans' addresses (10.1.0.5 → 10.1.0.6) with an inventory
+    let inv = da.path().join("inventory.yaml");
+    std::fs::write(&inv, INVENTORY).unwrap();
+    let data_a = da.path().join("data");
+    let (a, a_port) = start_otlp(&data_a, &["--inventory", inv.to_str().unwrap()]);
+    let (b, b_http) = start_otlp(db.path(), &[]);
     // what A stores: 6 OTLP spans and 2 SkyWalking spans
     let body = traces().encode_to_vec();
     let r = common::agent()
@@ -157,7 +167,7 @@ fn export_to_a_second_server_keeps_valid_links() {
     assert_eq!(stored.iter().filter(|r| r["signal_source"] == "otel").count(), 6);
 
     // bad arguments and a refused request: non-zero, with the reason
-    let data_a = da.path().to_str().unwrap();
+    let data_a = data_a.to_str().unwrap();
     let ep = format!("http://127.0.0.1:{b_http}");
     let (ok, _, err) = export(&["--data", data_a, "--endpoint", &ep, "--token", "wrong"]);
     assert!(!ok && err.contains("401"), "{err}");
@@ -229,13 +239,18 @@ fn export_to_a_second_server_keeps_valid_links() {
     assert_eq!(entry["tap_side"], "s-app");
     assert_eq!(attr(entry, "service.name").as_deref(), Some("cart"), "{entry}");
     assert_eq!(attr(entry, "net.peer.ip").as_deref(), Some("10.1.0.5"), "{entry}");
+    // A's inventory tags of the span's own (server) side became resource attributes
+    assert_eq!(attr(entry, "k8s.pod.name").as_deref(), Some("cart-1"), "{entry}");
+    assert_eq!(attr(entry, "k8s.namespace.name").as_deref(), Some("shop"), "{entry}");
+    assert_eq!(attr(entry, "k8s.cluster.name").as_deref(), Some("c1"), "{entry}");
+    assert_eq!(attr(get("root"), "k8s.pod.name"), None, "untagged span: {}", get("root"));
     let roots = got.iter().filter(|r| r["parent_span_id"].is_null()).count();
     assert_eq!(st["roots"], roots, "{st}");
     assert_eq!(roots, 5, "root, orphan, self, other-trace, /cart");
 
     // --where selects: only the child of trace T1 → exported as a root
     let db2 = tempfile::tempdir().unwrap();
-    let (c, c_http) = start_otlp(db2.path());
+    let (c, c_http) = start_otlp(db2.path(), &[]);
     let ep2 = format!("http://127.0.0.1:{c_http}/v1/traces");
     let (ok, out, err) =
         export(&["--data", data_a, "--endpoint", &ep2, "--token", TOKEN, "--where", "endpoint = 'child'"]);
