@@ -29,9 +29,10 @@
 
 use std::collections::HashMap;
 
-use datafusion::arrow::array::{Array, Float64Array, StringArray, TimestampMillisecondArray};
+use datafusion::arrow::array::{Array, Float64Array, ListArray, StringArray, TimestampMillisecondArray, UInt64Array};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use deepflow_core::record::{LATENCY_BUCKETS, LatencyHistogram};
 use deepflow_tagging::{TAG_COLUMNS_0, TAG_COLUMNS_1};
 use promql_parser::label::{MatchOp, Matcher};
 
@@ -78,18 +79,21 @@ impl NativeMetric {
     }
 }
 
-/// Parses `flow_metrics__<table>__<column>__<1s|1m>` (only existing `UInt64` columns).
+/// The histogram of `application.rrt_histogram` as Prometheus buckets:
+/// `flow_metrics__application__rrt_bucket__<1s|1m>{le="…"}` (µs, cumulative, `+Inf` last).
+pub const HISTOGRAM: &str = "rrt_bucket";
+
+/// Parses `flow_metrics__<table>__<column>__<1s|1m>` (only existing `UInt64` columns, and
+/// [`HISTOGRAM`] of `application`).
 pub fn parse_name(name: &str) -> Option<NativeMetric> {
     let rest = name.strip_prefix(DATABASE)?.strip_prefix("__")?;
     let (table, rest) = rest.split_once("__")?;
     let (column, iv) = rest.rsplit_once("__")?;
     let table = TABLES.into_iter().find(|t| t.name() == table)?;
     let interval_s = INTERVALS.iter().find(|(n, _)| *n == iv)?.1;
-    metric_columns(table).contains(&column.to_string()).then(|| NativeMetric {
-        table,
-        column: column.to_string(),
-        interval_s,
-    })
+    let known =
+        metric_columns(table).iter().any(|c| c == column) || (table == Table::Application && column == HISTOGRAM);
+    known.then(|| NativeMetric { table, column: column.to_string(), interval_s })
 }
 
 /// The window length (ms) of a series whose `__name__` is a native metric, else `None`.
@@ -101,6 +105,45 @@ pub fn interval_of(labels: &[(String, String)]) -> Option<i64> {
 /// The metric columns of a table: its `UInt64` columns.
 pub fn metric_columns(table: Table) -> Vec<String> {
     table.schema().fields().iter().filter(|f| f.data_type() == &DataType::UInt64).map(|f| f.name().clone()).collect()
+}
+
+/// The metric columns of a table plus [`HISTOGRAM`] for `application`.
+pub fn exposed_columns(table: Table) -> Vec<String> {
+    let mut v = metric_columns(table);
+    if table == Table::Application {
+        v.push(HISTOGRAM.to_string());
+    }
+    v
+}
+
+/// The `le` bounds of the histogram buckets: `(le, last stored bucket index with that bound)`.
+/// Bucket `i` holds the whole µs values `v` with `bucket_of(v) == i`, so its inclusive upper bound
+/// is the largest such `v`; buckets never used by whole values share the bound of the previous
+/// one; the last (catch-all) bucket is `+Inf`.
+pub fn histogram_bounds() -> &'static [(String, usize)] {
+    static B: std::sync::LazyLock<Vec<(String, usize)>> = std::sync::LazyLock::new(|| {
+        let n = LATENCY_BUCKETS;
+        let mut out: Vec<(String, usize)> = Vec::new();
+        for i in 0..n {
+            let le = if i + 1 == n {
+                "+Inf".to_string()
+            } else {
+                // first v with bucket_of(v) > i (bucket_of is non-decreasing)
+                let (mut lo, mut hi) = (0u64, 1u64 << 62);
+                while lo < hi {
+                    let mid = lo + (hi - lo) / 2;
+                    if LatencyHistogram::bucket_of(mid) > i { hi = mid } else { lo = mid + 1 }
+                }
+                lo.saturating_sub(1).to_string()
+            };
+            match out.last_mut() {
+                Some(l) if l.0 == le => l.1 = i,
+                _ => out.push((le, i)),
+            }
+        }
+        out
+    });
+    &B
 }
 
 /// Stored label columns of a table (key columns and tag ids), without the resolved names.
@@ -147,7 +190,7 @@ fn is_id_column(c: &str) -> bool {
 pub fn all_names() -> Vec<String> {
     let mut out = Vec::new();
     for t in TABLES {
-        for c in metric_columns(t) {
+        for c in exposed_columns(t) {
             for (_, s) in INTERVALS {
                 out.push(NativeMetric { table: t, column: c.clone(), interval_s: s }.name());
             }
@@ -196,7 +239,6 @@ fn date_of(ms: i64) -> String {
 /// pushed down.
 pub fn select_sql(m: &NativeMetric, matchers: &[Matcher], from_ms: i64, to_ms: i64) -> String {
     let labels = label_columns(m.table);
-    let stored = stored_label_columns(m.table);
     let agg = if m.is_additive() { "sum" } else { "max" };
     let lcols: Vec<String> =
         labels.iter().map(|c| format!("CAST({} AS VARCHAR) AS {}", quoted(c), quoted(c))).collect();
@@ -210,11 +252,7 @@ pub fn select_sql(m: &NativeMetric, matchers: &[Matcher], from_ms: i64, to_ms: i
         time_filter(from_ms - m.interval_ms(), to_ms - m.interval_ms()),
         quoted(&m.column),
     );
-    for x in matchers {
-        if matches!(x.op, MatchOp::Equal) && !x.value.is_empty() && stored.contains(&x.name) {
-            sql.push_str(&format!(" AND CAST({} AS VARCHAR) = {}", quoted(&x.name), sql_str(&x.value)));
-        }
-    }
+    sql.push_str(&push_down(m, matchers));
     sql.push_str(&format!(" GROUP BY {}", group.join(", ")));
     sql
 }
@@ -232,6 +270,9 @@ pub async fn select(
     from_ms: i64,
     to_ms: i64,
 ) -> crate::Result<Vec<super::promql::Series>> {
+    if m.column == HISTOGRAM {
+        return select_histogram(store, m, matchers, from_ms, to_ms).await;
+    }
     let labels = label_columns(m.table);
     let batches = store.query_async(&select_sql(m, matchers, from_ms, to_ms)).await?;
     let name = m.name();
@@ -282,6 +323,108 @@ pub async fn select(
     for s in &mut out {
         s.points.sort_by_key(|p| p.0);
     }
+    Ok(out)
+}
+
+fn push_down(m: &NativeMetric, matchers: &[Matcher]) -> String {
+    let stored = stored_label_columns(m.table);
+    let mut sql = String::new();
+    for x in matchers {
+        if matches!(x.op, MatchOp::Equal) && !x.value.is_empty() && stored.contains(&x.name) {
+            sql.push_str(&format!(" AND CAST({} AS VARCHAR) = {}", quoted(&x.name), sql_str(&x.value)));
+        }
+    }
+    sql
+}
+
+/// Reads the histogram series of `application` (see [`HISTOGRAM`], [`histogram_bounds`]): per
+/// series and window the bucket counts of its rows are added, then made cumulative per `le`.
+async fn select_histogram(
+    store: &QueryEngine,
+    m: &NativeMetric,
+    matchers: &[Matcher],
+    from_ms: i64,
+    to_ms: i64,
+) -> crate::Result<Vec<super::promql::Series>> {
+    let labels = label_columns(m.table);
+    let lcols: Vec<String> =
+        labels.iter().map(|c| format!("CAST({} AS VARCHAR) AS {}", quoted(c), quoted(c))).collect();
+    let sql = format!(
+        "SELECT \"time\", {}, rrt_histogram FROM {} WHERE \"interval\" = {} AND {}{}",
+        lcols.join(", "),
+        m.table.name(),
+        m.interval_s,
+        time_filter(from_ms - m.interval_ms(), to_ms - m.interval_ms()),
+        push_down(m, matchers)
+    );
+    let batches = store.query_async(&sql).await?;
+    // (labels, window end) -> bucket counts
+    let mut acc: HashMap<(Vec<(String, String)>, i64), Vec<u64>> = HashMap::new();
+    for b in &batches {
+        let (Some(t), Some(h)) = (b.column_by_name("time"), b.column_by_name("rrt_histogram")) else { continue };
+        let t = cast(t, &DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())))?;
+        let Some(t) = t.as_any().downcast_ref::<TimestampMillisecondArray>() else { continue };
+        let Some(h) = h.as_any().downcast_ref::<ListArray>() else { continue };
+        let mut cols: Vec<(&str, StringArray)> = Vec::with_capacity(labels.len());
+        for c in &labels {
+            let Some(a) = b.column_by_name(c) else { continue };
+            let a = cast(a, &DataType::Utf8)?;
+            if let Some(s) = a.as_any().downcast_ref::<StringArray>() {
+                cols.push((c.as_str(), s.clone()));
+            }
+        }
+        for i in 0..b.num_rows() {
+            if t.is_null(i) || h.is_null(i) {
+                continue;
+            }
+            let counts = cast(&h.value(i), &DataType::UInt64)?;
+            let Some(counts) = counts.as_any().downcast_ref::<UInt64Array>() else { continue };
+            if counts.is_empty() {
+                continue;
+            }
+            let end = t.value(i) + m.interval_ms();
+            if end < from_ms || end > to_ms {
+                continue;
+            }
+            let ls: Vec<(String, String)> = cols
+                .iter()
+                .filter(|(_, a)| !a.is_null(i))
+                .map(|(c, a)| (c.to_string(), a.value(i).to_string()))
+                .filter(|(c, v)| keep_label(c, v))
+                .collect();
+            let slot = acc.entry((ls, end)).or_insert_with(|| vec![0; LATENCY_BUCKETS]);
+            for (k, c) in counts.iter().enumerate() {
+                if let (Some(s), Some(c)) = (slot.get_mut(k.min(LATENCY_BUCKETS - 1)), c) {
+                    *s += c;
+                }
+            }
+        }
+    }
+    let name = m.name();
+    let mut series: HashMap<Vec<(String, String)>, Vec<(i64, f64)>> = HashMap::new();
+    for ((ls, end), counts) in acc {
+        let mut cum = 0u64;
+        let mut next = 0usize;
+        for (le, last) in histogram_bounds() {
+            while next <= *last {
+                cum += counts.get(next).copied().unwrap_or(0);
+                next += 1;
+            }
+            let mut l = ls.clone();
+            l.push(("le".to_string(), le.clone()));
+            l.push((super::promql::NAME.to_string(), name.clone()));
+            l.sort();
+            series.entry(l).or_default().push((end, cum as f64));
+        }
+    }
+    let mut out: Vec<super::promql::Series> = series
+        .into_iter()
+        .map(|(labels, mut points)| {
+            points.sort_by_key(|p| p.0);
+            super::promql::Series { labels, points }
+        })
+        .collect();
+    out.sort_by(|a, b| a.labels.cmp(&b.labels));
     Ok(out)
 }
 
@@ -349,7 +492,7 @@ pub async fn label_values(store: &QueryEngine, name: &str, from_ms: i64, to_ms: 
                 let v = a.value(i);
                 if is_name {
                     let Ok(s) = v.parse::<u32>() else { continue };
-                    for c in metric_columns(t) {
+                    for c in exposed_columns(t) {
                         out.push(NativeMetric { table: t, column: c, interval_s: s }.name());
                     }
                 } else if keep_label(name, v) {
@@ -412,6 +555,24 @@ mod tests {
         assert!(all.contains(&"flow_metrics__application__server_error__1m".to_string()));
         assert!(all.iter().all(|n| parse_name(n).is_some_and(|m| m.name() == *n)));
         assert!(!all.iter().any(|n| n.contains("__interval__") || n.contains("__time__")));
+    }
+
+    #[test]
+    fn histogram_bounds_are_exact() {
+        let b = histogram_bounds();
+        assert_eq!(b.last().map(|x| x.0.as_str()), Some("+Inf"));
+        let les: Vec<u64> = b.iter().filter_map(|x| x.0.parse().ok()).collect();
+        assert!(les.windows(2).all(|w| w[0] < w[1]), "{les:?}");
+        // every whole value v lands in a bucket whose bound is the first le >= v
+        for v in (0u64..5000).chain([65_535, 65_536, 1_000_000, 123_456_789]) {
+            let i = LatencyHistogram::bucket_of(v);
+            let (le, _) = b.iter().find(|(_, last)| *last >= i).unwrap();
+            let first_ge = les.iter().find(|l| **l >= v).map(|l| l.to_string()).unwrap_or("+Inf".into());
+            assert_eq!(*le, first_ge, "v={v} bucket {i}");
+        }
+        assert!(parse_name("flow_metrics__application__rrt_bucket__1m").is_some());
+        assert!(parse_name("flow_metrics__network__rrt_bucket__1m").is_none());
+        assert!(all_names().contains(&"flow_metrics__application__rrt_bucket__1s".to_string()));
     }
 
     #[test]

@@ -202,7 +202,35 @@ fn native_metrics_match_sql() {
     );
     assert_eq!(got.get(""), want_rr.get("x"), "name regex selects both metrics");
 
-    // --- network, 1 s: rate of bytes per server port ---
+    // the response-time histogram as cumulative buckets: +Inf = every recorded value, and a
+    // quantile within the recorded range
+    let hist_n = num(
+        &srv.sql(
+            "SELECT CAST(sum(x) AS DOUBLE) AS n FROM (SELECT unnest(rrt_histogram) AS x FROM application \
+             WHERE \"interval\" = 60)",
+        ),
+        "n",
+    );
+    assert!(hist_n > 0.0);
+    let got = instant(
+        &srv,
+        &format!("sum(increase(flow_metrics__application__rrt_bucket__1m{{le=\"+Inf\"}}[{range}s]))"),
+        end,
+        "x",
+    );
+    assert_eq!(got.get(""), Some(&hist_n));
+    let max = num(&srv.sql("SELECT CAST(max(rrt_max) AS DOUBLE) AS n FROM application WHERE \"interval\" = 60"), "n");
+    let q = instant(
+        &srv,
+        &format!(
+            "histogram_quantile(0.5, sum by (le) (increase(flow_metrics__application__rrt_bucket__1m[{range}s])))"
+        ),
+        end,
+        "x",
+    );
+    let median = q[""];
+    assert!(median > 0.0 && median <= max, "median {median}, max {max}");
+
     let (lo1, hi1, n1) = span("network", 1);
     assert!(n1 > 0.0, "demo.pcap gives 1 s network rows");
     let end1 = hi1 + 1;
