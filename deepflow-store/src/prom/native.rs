@@ -6,6 +6,9 @@
 //! metric `flow_metrics__<table>__<column>__<interval>`, interval `1s` or `1m`, e.g.
 //! `flow_metrics__application__request__1m`, `flow_metrics__network__byte_tx__1s`.
 //!
+//! `application.rrt_histogram` is `flow_metrics__application__rrt_bucket__<interval>{le="…"}`
+//! ([`HISTOGRAM`]): cumulative buckets in µs for `histogram_quantile`.
+//!
 //! # Labels
 //! The row's key columns (`ip_0`, `ip_1`, `server_port`, `protocol` for `network`; `ip_1`,
 //! `server_port`, `l7_protocol`, `endpoint` for `application`), the tag ids (`pod_id_1`,
@@ -36,6 +39,7 @@ use deepflow_core::record::{LATENCY_BUCKETS, LatencyHistogram};
 use deepflow_tagging::{TAG_COLUMNS_0, TAG_COLUMNS_1};
 use promql_parser::label::{MatchOp, Matcher};
 
+use super::promql::Labels;
 use crate::QueryEngine;
 use crate::query::name_column;
 use crate::schema::Table;
@@ -258,7 +262,7 @@ pub fn select_sql(m: &NativeMetric, matchers: &[Matcher], from_ms: i64, to_ms: i
 }
 
 fn keep_label(col: &str, v: &str) -> bool {
-    !v.is_empty() && !(is_id_column(col) && v == "0")
+    !(v.is_empty() || (is_id_column(col) && v == "0"))
 }
 
 /// Loads metric `m`: series (labels sorted, with `__name__`) with samples at window ends in
@@ -359,7 +363,7 @@ async fn select_histogram(
     );
     let batches = store.query_async(&sql).await?;
     // (labels, window end) -> bucket counts
-    let mut acc: HashMap<(Vec<(String, String)>, i64), Vec<u64>> = HashMap::new();
+    let mut acc: HashMap<(Labels, i64), Vec<u64>> = HashMap::new();
     for b in &batches {
         let (Some(t), Some(h)) = (b.column_by_name("time"), b.column_by_name("rrt_histogram")) else { continue };
         let t = cast(t, &DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())))?;
@@ -401,7 +405,7 @@ async fn select_histogram(
         }
     }
     let name = m.name();
-    let mut series: HashMap<Vec<(String, String)>, Vec<(i64, f64)>> = HashMap::new();
+    let mut series: HashMap<Labels, Vec<(i64, f64)>> = HashMap::new();
     for ((ls, end), counts) in acc {
         let mut cum = 0u64;
         let mut next = 0usize;
@@ -451,10 +455,12 @@ pub async fn label_names(store: &QueryEngine, from_ms: i64, to_ms: i64) -> crate
             for (i, c) in cols.iter().enumerate() {
                 let Some(a) = b.columns().get(i) else { continue };
                 let a = cast(a, &DataType::Float64)?;
-                if let Some(a) = a.as_any().downcast_ref::<Float64Array>() {
-                    if a.len() > 0 && !a.is_null(0) && a.value(0) > 0.0 {
-                        out.push(c.clone());
-                    }
+                if let Some(a) = a.as_any().downcast_ref::<Float64Array>()
+                    && !a.is_empty()
+                    && !a.is_null(0)
+                    && a.value(0) > 0.0
+                {
+                    out.push(c.clone());
                 }
             }
         }

@@ -13,6 +13,10 @@
 //! Not supported (an error, never a wrong answer): subqueries, `@`, native histograms, other
 //! functions and aggregations.
 //!
+//! Metric names `flow_metrics__<table>__<column>__<1s|1m>` read the native `network` and
+//! `application` tables instead, as per-window series with their own selector and
+//! `rate`/`increase` semantics (see [`super::native`]).
+//!
 //! Data is loaded once per query and selector with SQL on the `prometheus` table (metric name
 //! and time window pushed down, partitions pruned by date), then evaluated in memory step by
 //! step.
@@ -936,9 +940,12 @@ fn bucket_quantile(q: f64, mut buckets: Vec<(f64, f64)>) -> f64 {
     start + (end - start) * (rank / count)
 }
 
+/// A per-series function of a range: (labels, points, range start, range end, range) -> value.
+type SeriesFn<'a> = dyn Fn(&Labels, &[(i64, f64)], i64, i64, i64) -> Option<f64> + 'a;
+
 fn call(c: &parser::Call, t: i64, ctx: &Ctx<'_>) -> Res<Value> {
     let name = c.func.name;
-    let per_series = |f: &dyn Fn(&Labels, &[(i64, f64)], i64, i64, i64) -> Option<f64>| -> Res<Value> {
+    let per_series = |f: &SeriesFn<'_>| -> Res<Value> {
         let (m, range, off) = matrix_arg(c, 0, t, ctx)?;
         let end = t - off;
         Ok(Value::Vector(
