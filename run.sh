@@ -67,11 +67,11 @@ wait "$live" || { echo "run.sh: the live agent failed:" >&2; cat "$data/agent-li
 ebpf_note="eBPF: not run (needs root)"
 if [ "$(id -u)" = 0 ]; then
   echo
-  echo "== 5. deepflow-agent run --ebpf (socket tracer; the same requests seen from the processes)"
-  ( sleep 1; for _ in 1 2 3; do curl -s "http://$http/v1/query?sql=SELECT%202" >/dev/null || true; done ) &
+  echo "== 5. deepflow-agent run --ebpf --server (socket tracer inside the server process: the same requests with pid and comm)"
+  ( sleep 1.5; for _ in 1 2 3; do curl -s "http://$http/v1/query?sql=SELECT%202" >/dev/null || true; done ) &
   traffic=$!
-  if "$agent" run --ebpf --duration 3 --ebpf-pid "$srv" 2> "$data/agent-ebpf.log" | head -20; then
-    ebpf_note="eBPF: rows above (printed, not stored: the eBPF path does not send to the server yet)"
+  if "$agent" run --ebpf --duration 4 --ebpf-pid "$srv" --server "http://$grpc" 2> "$data/agent-ebpf.log"; then
+    ebpf_note="eBPF: the rows with signal_source = ebpf above came from the socket tracer"
   else
     ebpf_note="eBPF: unavailable here ($(tail -1 "$data/agent-ebpf.log"))"
   fi
@@ -83,8 +83,9 @@ echo
 echo "== what the server stored (the server's SQL over HTTP returns the same: see below)"
 show "SELECT l7_protocol, count(*) AS rows, sum(CASE WHEN response_status <> 'ok' THEN 1 ELSE 0 END) AS errors FROM l7_flow_log GROUP BY l7_protocol ORDER BY rows DESC"
 echo
-show "SELECT request_type, request_resource, response_code, rrt FROM l7_flow_log WHERE server_port = ${http##*:} ORDER BY start_time LIMIT 8"
+show "SELECT request_type, request_resource, response_code, rrt FROM l7_flow_log WHERE server_port = ${http##*:} AND signal_source = 'packet' ORDER BY start_time LIMIT 8"
 echo
+[ "$(id -u)" = 0 ] && show "SELECT signal_source, tap_side, process_id_1, process_kname_1, request_type, request_resource, response_code FROM l7_flow_log WHERE signal_source = 'ebpf' AND l7_protocol = 'http' LIMIT 5" && echo
 show "SELECT 'l4_flow_log' AS t, count(*) AS rows FROM l4_flow_log UNION ALL SELECT 'network', count(*) FROM network UNION ALL SELECT 'application', count(*) FROM application"
 echo "$ebpf_note"
 echo

@@ -10,6 +10,8 @@ use deepflow_capture::ebpf::streams::SocketStreams;
 use deepflow_core::record::L7FlowLog;
 use deepflow_protocols::capture::L7Observer;
 
+use crate::server_cmd::ServerSink;
+
 /// Options of `run --ebpf`.
 pub struct EbpfRun {
     pub duration: Option<u64>,
@@ -52,7 +54,8 @@ fn print_row(r: &L7FlowLog, jsonl: bool) {
     );
 }
 
-pub fn run(opts: &EbpfRun, observer: L7Observer) -> Result<(), String> {
+/// Runs the socket tracer; rows are printed, or sent to the server when `server` is given.
+pub fn run(opts: &EbpfRun, observer: L7Observer, mut server: Option<ServerSink>) -> Result<(), String> {
     let cfg = SocketTracerConfig { max_data: opts.max_data, target_pid: opts.pid, ..SocketTracerConfig::default() };
     let mut tracer = SocketTracer::start(&cfg).map_err(|e| e.to_string())?;
     for s in tracer.skipped() {
@@ -67,12 +70,14 @@ pub fn run(opts: &EbpfRun, observer: L7Observer) -> Result<(), String> {
     let deadline = opts.duration.map(|s| Instant::now() + Duration::from_secs(s));
     let mut streams = SocketStreams::new(observer, tracer.clock());
     let mut last_tick = Instant::now();
-    let emit = |streams: &mut SocketStreams<L7Observer>| {
+    let mut emit = |streams: &mut SocketStreams<L7Observer>| -> Result<(), String> {
         let mut rows = streams.observer_mut().drain_rows();
         streams.annotate(&mut rows);
-        for r in &rows {
-            print_row(r, opts.jsonl);
+        match &mut server {
+            Some(s) => s.l7_rows(rows, now_us())?,
+            None => rows.iter().for_each(|r| print_row(r, opts.jsonl)),
         }
+        Ok(())
     };
     while !stop.load(Ordering::SeqCst) && deadline.is_none_or(|d| Instant::now() < d) {
         tracer.poll(Duration::from_millis(100), |ev, data| streams.on_event(ev, data));
@@ -80,18 +85,21 @@ pub fn run(opts: &EbpfRun, observer: L7Observer) -> Result<(), String> {
             last_tick = Instant::now();
             streams.tick(now_us());
         }
-        emit(&mut streams);
+        emit(&mut streams)?;
     }
     tracer.poll(Duration::from_millis(0), |ev, data| streams.on_event(ev, data));
     streams.finish(now_us());
-    emit(&mut streams);
+    emit(&mut streams)?;
     let k = tracer.stats();
     let c = streams.counters();
     eprintln!(
         "deepflow-agent: ebpf: {} events ({} lost to a full ring buffer, {} truncated), {} sockets, {} payload bytes, {} sequence gaps",
         k.events, k.lost, k.truncated, c.sockets_opened, c.bytes, c.seq_gaps
     );
-    Ok(())
+    match server {
+        Some(s) => s.finish(),
+        None => Ok(()),
+    }
 }
 
 pub fn profile(pid: Option<u32>, seconds: u64, out: &Path, frequency: u64, off_cpu: bool) -> Result<(), String> {

@@ -54,7 +54,7 @@ enum Cmd {
         #[arg(long)]
         duration: Option<u64>,
         /// Trace sockets with eBPF (syscall tracepoints, root) instead of capturing packets;
-        /// prints L7 rows with the process of each side (`--format jsonl` or a line each).
+        /// prints L7 rows with the process of each side (`--format jsonl` or a line each), or sends them (and their RED metrics) with `--server`.
         #[arg(long)]
         ebpf: bool,
         /// With --ebpf: payload bytes copied per syscall (at most 4096).
@@ -348,7 +348,8 @@ fn run_live(_: &str, _: Option<String>, _: Option<u64>, _: &Common) -> Result<()
 #[cfg(all(feature = "ebpf", target_os = "linux"))]
 fn run_ebpf(duration: Option<u64>, max_data: u32, pid: Option<u32>, common: &Common) -> Result<(), String> {
     let jsonl = matches!(common.format, FormatArg::Jsonl);
-    ebpf_cmd::run(&ebpf_cmd::EbpfRun { duration, jsonl, max_data, pid }, observer(common)?)
+    let server = server_cmd::ServerSink::open(&common.send)?;
+    ebpf_cmd::run(&ebpf_cmd::EbpfRun { duration, jsonl, max_data, pid }, observer(common)?, server)
 }
 
 #[cfg(all(feature = "ebpf", target_os = "linux"))]

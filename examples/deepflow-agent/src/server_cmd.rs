@@ -129,6 +129,20 @@ mod enabled {
             self.send(all)
         }
 
+        /// Takes L7 rows produced outside a packet pipeline (the eBPF socket tracer): sends
+        /// them with the RED metrics they make, like [`ServerSink::rows`]; `now_us` closes the
+        /// metric windows that ended before it.
+        pub fn l7_rows(&mut self, rows: Vec<L7FlowLog>, now_us: u64) -> Result<(), String> {
+            for r in rows {
+                self.red.add(&r);
+                self.l7.push(tagged(r));
+            }
+            self.red.flush(now_us, &mut self.app);
+            self.appm.extend(self.app.drain(..).map(tagged));
+            let all = self.last_send.elapsed() >= Duration::from_secs(1);
+            self.send(all)
+        }
+
         fn send(&mut self, all: bool) -> Result<(), String> {
             let n = if all { 1 } else { self.batch_rows };
             let e = |e: deepflow_store::StoreError| e.to_string();
@@ -200,6 +214,9 @@ mod disabled {
             }
         }
         pub fn rows(&mut self, _: &mut Pipe) -> Result<(), String> {
+            Ok(())
+        }
+        pub fn l7_rows(&mut self, _: Vec<deepflow_core::record::L7FlowLog>, _: u64) -> Result<(), String> {
             Ok(())
         }
         pub fn finish(self) -> Result<(), String> {

@@ -389,3 +389,45 @@ fn agent_run_live_on_lo_sends_rows() {
     assert!(l7 >= 5, "{l7} HTTP rows");
     assert!(srv.count("SELECT count(*) FROM l4_flow_log") >= 1);
 }
+
+/// `deepflow-agent run --ebpf --server URL`: the socket tracer's rows (the server's own HTTP
+/// requests, seen inside the server process) arrive with the pid and comm of that process and
+/// `signal_source = ebpf`, and their RED metrics reach the `application` table (root only).
+#[test]
+fn agent_ebpf_rows_reach_the_server_with_pid_and_comm() {
+    if std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) != Some("0")))
+        .unwrap_or(true)
+    {
+        eprintln!("SKIP agent_ebpf_rows_reach_the_server_with_pid_and_comm: needs root (BPF)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let srv = start(dir.path(), None, &[]);
+    let pid = srv.http.child.id();
+    let agent = Command::new(bin("deepflow-agent"))
+        .args(["run", "--ebpf", "--ebpf-pid", &pid.to_string(), "--duration", "6"])
+        .args(["--server", &srv.grpc_url(), "--agent-id", "ebpf"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    for _ in 0..4 {
+        assert_eq!(srv.http.get("/-/healthy").status, 200);
+    }
+    let out = agent.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{stderr}");
+    if !out.status.success() && stderr.contains("ebpf") && !stderr.contains("acknowledged") {
+        eprintln!("SKIP agent_ebpf_rows_reach_the_server_with_pid_and_comm: no eBPF here: {stderr}");
+        return;
+    }
+    assert!(out.status.success(), "{stderr}");
+    let want = format!(
+        "SELECT count(*) FROM l7_flow_log WHERE signal_source = 'ebpf' AND request_resource = '/-/healthy' \
+         AND response_code = 200 AND process_id_1 = {pid} AND process_kname_1 IS NOT NULL"
+    );
+    assert!(srv.count(&want) >= 4, "{:#}", srv.http.sql("SELECT * FROM l7_flow_log LIMIT 10"));
+    assert!(srv.count("SELECT count(*) FROM application WHERE l7_protocol = 'http'") >= 1);
+}
