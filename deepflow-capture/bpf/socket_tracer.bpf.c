@@ -17,6 +17,11 @@
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define AF_INET 2
+/* bpf_ringbuf_* flags and queries (linux/bpf.h, not in vmlinux_min.h) */
+#define DF_RB_NO_WAKEUP 1ULL
+#define DF_RB_FORCE_WAKEUP 2ULL
+#define DF_RB_AVAIL_DATA 0ULL
+#define DF_WAKEUP_BYTES (128 * 1024)
 #define AF_INET6 10
 #define S_IFMT 00170000
 #define S_IFSOCK 0140000
@@ -333,7 +338,12 @@ static __always_inline void submit(void *ctx, struct df_event_buf *e)
 	if (len > DF_MAX_DATA)
 		len = DF_MAX_DATA;
 	struct df_socket_stats *st = stats();
-	long err = bpf_ringbuf_output(&df_events, e, sizeof(struct df_socket_event) + len, 0);
+	/* Wake the reader only once DF_WAKEUP_BYTES are waiting: a wakeup per event costs the
+	 * traced process an irq_work and the reader an epoll round trip per syscall; the reader
+	 * polls with a timeout (100 ms in the agent), so quiet periods are still drained. */
+	__u64 flags = bpf_ringbuf_query(&df_events, DF_RB_AVAIL_DATA) >= DF_WAKEUP_BYTES ? DF_RB_FORCE_WAKEUP
+											    : DF_RB_NO_WAKEUP;
+	long err = bpf_ringbuf_output(&df_events, e, sizeof(struct df_socket_event) + len, flags);
 	if (st) {
 		if (err)
 			__sync_fetch_and_add(&st->lost, 1);

@@ -1,16 +1,52 @@
 #!/bin/bash
-# Usage (root): cargo build --release -p deepflow-capture --features ebpf --example ebpf_trace
-#   TRACE=target/release/examples/ebpf_trace deepflow-capture/examples/ebpf_overhead.sh
-# Alternates redis-benchmark runs without and with the eBPF socket tracer (same redis-server).
+# Overhead of the eBPF socket tracer on real servers driven by load tools (root).
+# Usage: deepflow-capture/examples/ebpf_overhead.sh [ROUNDS]
+#   builds target/release/examples/ebpf_trace unless TRACE=path is given.
+# Alternates runs without and with the tracer (same server processes), ROUNDS times (default 3):
+#   - redis-benchmark -t set,get -n 100000 -c 20 against redis-server (plain TCP, small messages);
+#   - wrk -t1 -c20 -d5s against nginx returning a small body (HTTP/1.1 keep-alive);
+#   - wrk over HTTPS against nginx with ssl (the OpenSSL uprobes fire on every SSL_read/SSL_write).
+# Prints one line per run (requests/s) and the tracer's final counters (events, lost).
 set -u
-TRACE=${TRACE:-target/release/examples/ebpf_trace}
-PORT=16399
-redis-cli -p $PORT ping >/dev/null 2>&1 || { redis-server --port $PORT --bind 127.0.0.1 --save "" --appendonly no >/dev/null 2>&1 & sleep 1; }
-run() { redis-benchmark -p $PORT -q -t set,get -n 100000 -c 20 --csv 2>/dev/null | awk -F, '/"(SET|GET)"/{gsub(/"/,"");printf "%s=%s ", $1, $2}'; echo; }
-for i in 1 2 3; do
-  echo -n "off: "; run
-  rm -f /tmp/trace-stop; $TRACE 60 1024 /tmp/trace-stop > /tmp/trace-$i.txt 2>&1 & T=$!
+cd "$(dirname "$0")/../.."
+rounds=${1:-3}
+[ "$(id -u)" = 0 ] || { echo "ebpf_overhead: needs root (BPF)" >&2; exit 1; }
+scripts/install-deps.sh bench >/dev/null
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/deepflow-rs-target}"
+if [ -z "${TRACE:-}" ]; then
+  cargo build -q --release -p deepflow-capture --features ebpf --example ebpf_trace
+  TRACE=$CARGO_TARGET_DIR/release/examples/ebpf_trace
+fi
+work=$(mktemp -d /tmp/ebpf-overhead.XXXXXX)
+RPORT=16399 HPORT=18080 SPORT=18443
+redis-server --port $RPORT --bind 127.0.0.1 --save "" --appendonly no >/dev/null 2>&1 &
+redis=$!
+openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=localhost -days 1 \
+  -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+cat > "$work/nginx.conf" <<EOF
+daemon off; master_process on; worker_processes 1; pid $work/nginx.pid; error_log stderr;
+events { worker_connections 256; }
+http { access_log off; client_body_temp_path $work/cb; proxy_temp_path $work/px;
+  fastcgi_temp_path $work/fc; uwsgi_temp_path $work/uw; scgi_temp_path $work/sc;
+  server { listen 127.0.0.1:$HPORT; location / { return 200 "ok\n"; } }
+  server { listen 127.0.0.1:$SPORT ssl; ssl_certificate $work/cert.pem; ssl_certificate_key $work/key.pem;
+    location / { return 200 "ok\n"; } } }
+EOF
+nginx -c "$work/nginx.conf" -p "$work" 2>/dev/null &
+nginx=$!
+cleanup() { kill -QUIT $nginx 2>/dev/null; kill $redis 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+sleep 1
+
+redis_run() { redis-benchmark -p $RPORT -q -t set,get -n 100000 -c 20 --csv 2>/dev/null \
+  | awk -F, '/"(SET|GET)"/{gsub(/"/,"");printf "redis %s=%s ", $1, $2}'; }
+wrk_run() { wrk -t1 -c20 -d5s "$1" 2>/dev/null | awk -v n="$2" '/Requests\/sec/ {printf "%s=%s ", n, $2}'; }
+all() { redis_run; wrk_run "http://127.0.0.1:$HPORT/" http; wrk_run "https://127.0.0.1:$SPORT/" https; echo; }
+
+for i in $(seq "$rounds"); do
+  echo -n "off: "; all
+  rm -f "$work/stop"; "$TRACE" 120 1024 "$work/stop" > "$work/trace.txt" 2>&1 & T=$!
   sleep 2
-  echo -n "on:  "; run
-  touch /tmp/trace-stop; wait $T; cat /tmp/trace-$i.txt | tail -1
+  echo -n "on:  "; all
+  touch "$work/stop"; wait $T; tail -1 "$work/trace.txt"
 done
