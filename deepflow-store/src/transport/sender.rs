@@ -39,6 +39,7 @@ pub enum OnFull {
 pub struct SenderConfig {
     /// Server URLs (`http://host:30033`), in order of preference: the sender uses the first
     /// and moves to the next one when a call fails for a reason other than the batch itself.
+    /// May be empty: batches then wait (memory, spill) until [`Sender::set_servers`] gives one.
     pub servers: Vec<String>,
     /// Shared token, sent as `authorization: Bearer <token>`.
     pub token: Option<String>,
@@ -186,6 +187,10 @@ struct Item {
 
 #[derive(Default)]
 struct State {
+    /// The server URLs in use ([`SenderConfig::servers`], then [`Sender::set_servers`]).
+    servers: Vec<String>,
+    /// Bumped by every [`Sender::set_servers`].
+    servers_gen: u64,
     queue: VecDeque<Item>,
     next_id: u64,
     next_seq: u64,
@@ -253,6 +258,14 @@ impl std::fmt::Debug for Sender {
     }
 }
 
+fn check_urls(servers: &[String]) -> Result<()> {
+    for s in servers {
+        Endpoint::from_shared(s.clone())
+            .map_err(|e| StoreError::Config(format!("server URL {s:?}: {e} (expected http://host:port)")))?;
+    }
+    Ok(())
+}
+
 fn spill_name(session: u64, seq: u64) -> String {
     format!("{session:016x}-{seq:020}.batch")
 }
@@ -269,19 +282,13 @@ fn write_spill(dir: &Path, b: &Batch) -> std::io::Result<PathBuf> {
 impl Sender {
     /// Checks the settings, loads batches left in the spill directory, and starts sending.
     pub fn start(cfg: SenderConfig) -> Result<Sender> {
-        if cfg.servers.is_empty() {
-            return Err(StoreError::Config("no server URL".into()));
-        }
-        for s in &cfg.servers {
-            Endpoint::from_shared(s.clone())
-                .map_err(|e| StoreError::Config(format!("server URL {s:?}: {e} (expected http://host:port)")))?;
-        }
+        check_urls(&cfg.servers)?;
         if let Some(t) = &cfg.token {
             tonic::metadata::MetadataValue::try_from(format!("Bearer {t}"))
                 .map_err(|_| StoreError::Config("the token must be printable ASCII".into()))?;
         }
         let session = uuid::Uuid::new_v4().as_u64_pair().0;
-        let mut st = State { next_seq: 1, ..Default::default() };
+        let mut st = State { next_seq: 1, servers: cfg.servers.clone(), ..Default::default() };
         if let Some(dir) = &cfg.spill_dir {
             restore_spill(dir, &mut st)?;
         }
@@ -302,6 +309,31 @@ impl Sender {
     /// This sender's session id (`Batch.session`).
     pub fn session(&self) -> u64 {
         self.session
+    }
+
+    /// Replaces the server URLs (in order of preference), e.g. when a controller assigns this
+    /// agent to another ingester. Calls already in flight finish on the old connection (their
+    /// acknowledgements count); every later call goes to the first new URL, then fails over
+    /// along the new list. An empty list holds the batches until the next call. Invalid URLs:
+    /// an error and nothing changes. Setting the list in use again changes nothing.
+    pub fn set_servers(&self, servers: Vec<String>) -> Result<()> {
+        check_urls(&servers)?;
+        let mut st = self.shared.lock();
+        if st.servers == servers {
+            return Ok(());
+        }
+        st.servers = servers;
+        st.servers_gen += 1;
+        st.stats.server = 0;
+        drop(st);
+        self.shared.wake.notify_one();
+        Ok(())
+    }
+
+    /// The server URLs in use and the index of the one calls go to now.
+    pub fn servers(&self) -> (Vec<String>, usize) {
+        let st = self.shared.lock();
+        (st.servers.clone(), st.stats.server)
     }
 
     /// Queues batches of `table` as one [`Batch`]; returns its sequence number. May wait or
@@ -548,8 +580,8 @@ fn next_item(shared: &Shared) -> Option<(u64, Batch)> {
     }
 }
 
-fn connect(cfg: &SenderConfig, idx: usize) -> Option<IngestClient> {
-    let url = cfg.servers.get(idx)?;
+fn connect(cfg: &SenderConfig, servers: &[String], idx: usize) -> Option<IngestClient> {
+    let url = servers.get(idx)?;
     let ep = Endpoint::from_shared(url.clone())
         .ok()?
         .connect_timeout(cfg.connect_timeout)
@@ -561,7 +593,9 @@ fn connect(cfg: &SenderConfig, idx: usize) -> Option<IngestClient> {
 }
 
 async fn run(shared: Arc<Shared>, cfg: Arc<SenderConfig>) {
-    let n = cfg.servers.len().max(1);
+    let mut servers = cfg.servers.clone();
+    let mut servers_gen = 0u64;
+    let mut n = servers.len().max(1);
     let auth = cfg.token.as_ref().and_then(|t| tonic::metadata::MetadataValue::try_from(format!("Bearer {t}")).ok());
     let mut endpoint = 0usize;
     let mut generation = 0u64;
@@ -572,20 +606,35 @@ async fn run(shared: Arc<Shared>, cfg: Arc<SenderConfig>) {
     let mut fails = 0usize;
     loop {
         {
-            let st = shared.lock();
+            let mut st = shared.lock();
             if st.stop || (st.closing && st.queue.is_empty() && inflight.is_empty()) {
                 break;
+            }
+            if st.servers_gen != servers_gen {
+                // new servers (set_servers): start over at the first one; calls in flight
+                // finish on the old connection and their failures no longer fail over
+                servers_gen = st.servers_gen;
+                servers = st.servers.clone();
+                n = servers.len().max(1);
+                endpoint = 0;
+                st.stats.server = 0;
+                generation += 1;
+                client = None;
+                fails = 0;
+                backoff = cfg.backoff_min;
+                retry_at = None;
             }
         }
         let now = tokio::time::Instant::now();
         if retry_at.is_none_or(|t| now >= t) {
             retry_at = None;
             while inflight.len() < cfg.max_in_flight.max(1) {
-                let Some((id, batch)) = next_item(&shared) else { break };
+                // a client first: an item taken without one would stay in flight forever
                 if client.is_none() {
-                    client = connect(&cfg, endpoint);
+                    client = connect(&cfg, &servers, endpoint);
                 }
                 let Some(mut c) = client.clone() else { break };
+                let Some((id, batch)) = next_item(&shared) else { break };
                 let mut req = tonic::Request::new(batch);
                 if let Some(a) = &auth {
                     req.metadata_mut().insert("authorization", a.clone());
@@ -626,7 +675,7 @@ async fn run(shared: Arc<Shared>, cfg: Arc<SenderConfig>) {
                 backoff = cfg.backoff_min;
             }
             Err(status) => {
-                st.stats.last_error = Some(format!("{}: {}", cfg.servers.get(endpoint).map_or("", |s| s), status));
+                st.stats.last_error = Some(format!("{}: {}", servers.get(endpoint).map_or("", |s| s), status));
                 match status.code() {
                     Code::InvalidArgument | Code::OutOfRange | Code::FailedPrecondition => {
                         if let Some(item) = st.remove(id) {
@@ -668,5 +717,86 @@ async fn run(shared: Arc<Shared>, cfg: Arc<SenderConfig>) {
         }
         drop(st);
         shared.cv.notify_all();
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use deepflow_core::proto::Ack;
+    use deepflow_core::record::L4FlowLog;
+
+    /// An in-process Ingest server that records the sequence numbers it acknowledges.
+    #[derive(Clone, Default)]
+    struct Recorder(Arc<Mutex<Vec<u64>>>);
+
+    impl super::super::grpc::Ingest for Recorder {
+        async fn send(&self, req: tonic::Request<Batch>) -> std::result::Result<tonic::Response<Ack>, tonic::Status> {
+            let b = req.into_inner();
+            self.0.lock().unwrap().push(b.seq);
+            Ok(tonic::Response::new(Ack { seq: b.seq, rows_written: b.row_count, duplicate: false }))
+        }
+    }
+
+    fn serve(rt: &tokio::runtime::Runtime, rec: Recorder) -> String {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.set_nonblocking(true).unwrap();
+        let addr = l.local_addr().unwrap();
+        rt.spawn(async move {
+            let l = tokio::net::TcpListener::from_std(l).unwrap();
+            tonic::transport::Server::builder()
+                .add_service(super::super::grpc::IngestServer::new(rec))
+                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(l))
+                .await
+                .unwrap();
+        });
+        format!("http://{addr}")
+    }
+
+    fn rows(n: u64) -> Vec<TaggedRow<L4FlowLog>> {
+        (0..n)
+            .map(|i| TaggedRow {
+                row: L4FlowLog {
+                    flow_id: i,
+                    start_time: 1_714_557_600_000_000 + i,
+                    protocol: "TCP",
+                    ..Default::default()
+                },
+                tags_0: Default::default(),
+                tags_1: Default::default(),
+            })
+            .collect()
+    }
+
+    /// No server at first: batches wait; `set_servers` moves every later call to the new list
+    /// (and fails over along it); an invalid URL changes nothing.
+    #[test]
+    fn set_servers_switches_the_destination() {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let (a, b) = (Recorder::default(), Recorder::default());
+        let (url_a, url_b) = (serve(&rt, a.clone()), serve(&rt, b.clone()));
+        let mut cfg = SenderConfig::new(Vec::new());
+        cfg.backoff_min = Duration::from_millis(10);
+        cfg.backoff_max = Duration::from_millis(50);
+        let s = Sender::start(cfg).unwrap();
+        s.send_records(&rows(3)).unwrap();
+        assert!(!s.flush(Duration::from_millis(300)), "nowhere to send yet");
+        assert!(s.set_servers(vec!["not a url".into()]).is_err());
+        s.set_servers(vec![url_a.clone()]).unwrap();
+        assert!(s.flush(Duration::from_secs(30)));
+        assert_eq!(*a.0.lock().unwrap(), vec![1]);
+        // a dead first URL: the sender fails over to b
+        let dead = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            format!("http://{}", l.local_addr().unwrap())
+        };
+        s.set_servers(vec![dead, url_b.clone()]).unwrap();
+        s.send_records(&rows(2)).unwrap();
+        assert!(s.flush(Duration::from_secs(30)));
+        assert_eq!(*b.0.lock().unwrap(), vec![2]);
+        assert_eq!(s.servers(), (vec![s.servers().0[0].clone(), url_b], 1));
+        let st = s.close(Duration::from_secs(1));
+        assert_eq!((st.batches_acked, st.rows_acked), (2, 5), "{st:?}");
     }
 }

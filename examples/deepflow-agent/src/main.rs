@@ -1,7 +1,11 @@
 //! `deepflow-agent`: the reference agent. A thin CLI over the deepflow-rs crates.
 
+#[cfg(feature = "store")]
+mod controller;
 #[cfg(all(feature = "ebpf", target_os = "linux"))]
 mod ebpf_cmd;
+#[cfg(feature = "store")]
+mod live_config;
 mod output;
 mod server_cmd;
 mod store_cmd;
@@ -219,6 +223,14 @@ fn observer(common: &Common) -> Result<L7Observer, String> {
     Ok(obs)
 }
 
+/// What the agent runs with, for the controller's config (which settings need a restart).
+fn running(common: &Common, interface: Option<&str>) -> server_cmd::Running {
+    server_cmd::Running {
+        interfaces: interface.map(|i| vec![i.to_string()]),
+        plugins: common.plugins.iter().map(|p| p.display().to_string()).collect(),
+    }
+}
+
 fn analyze(path: &Path, common: &Common) -> Result<(), String> {
     let cfg = pipeline_config(common)?;
     let mut src = source::open_file(path).map_err(|e| e.to_string())?;
@@ -239,9 +251,12 @@ fn analyze(path: &Path, common: &Common) -> Result<(), String> {
         (FormatArg::Parquet, None) => return Err("--format parquet needs --out DIR".into()),
         _ => None,
     };
-    let mut server = server_cmd::ServerSink::open(&common.send)?;
+    let mut server = server_cmd::ServerSink::open(&common.send, running(common, None))?;
     if server.is_some() && parquet.is_some() {
-        return Err("--server and --format parquet: choose one".into());
+        return Err("--server/--controller and --format parquet: choose one".into());
+    }
+    if let Some(s) = &server {
+        s.install(pipe.table_mut().observer_mut());
     }
     let started = Instant::now();
     let mut last_draw = Instant::now();
@@ -311,7 +326,10 @@ fn run_live(interface: &str, filter: Option<String>, duration: Option<u64>, comm
     let deadline = duration.map(|s| Instant::now() + Duration::from_secs(s));
     let mut pipe = Pipeline::new(cfg, observer(common)?);
     let mut out = printer(common);
-    let mut server = server_cmd::ServerSink::open(&common.send)?;
+    let mut server = server_cmd::ServerSink::open(&common.send, running(common, Some(interface)))?;
+    if let Some(s) = &server {
+        s.install(pipe.table_mut().observer_mut());
+    }
     while !stop.load(Ordering::SeqCst) && deadline.is_none_or(|d| Instant::now() < d) {
         match src.next_packet().map_err(|e| e.to_string())? {
             Next::Packet(p) => pipe.process_raw(&p),
@@ -348,8 +366,12 @@ fn run_live(_: &str, _: Option<String>, _: Option<u64>, _: &Common) -> Result<()
 #[cfg(all(feature = "ebpf", target_os = "linux"))]
 fn run_ebpf(duration: Option<u64>, max_data: u32, pid: Option<u32>, common: &Common) -> Result<(), String> {
     let jsonl = matches!(common.format, FormatArg::Jsonl);
-    let server = server_cmd::ServerSink::open(&common.send)?;
-    ebpf_cmd::run(&ebpf_cmd::EbpfRun { duration, jsonl, max_data, pid }, observer(common)?, server)
+    let server = server_cmd::ServerSink::open(&common.send, running(common, None))?;
+    let mut obs = observer(common)?;
+    if let Some(s) = &server {
+        s.install(&mut obs);
+    }
+    ebpf_cmd::run(&ebpf_cmd::EbpfRun { duration, jsonl, max_data, pid }, obs, server)
 }
 
 #[cfg(all(feature = "ebpf", target_os = "linux"))]

@@ -1,4 +1,5 @@
-//! `--server URL`: send the rows to deepflow-server's agent gRPC ingest instead of printing them.
+//! `--server URL`: send the rows to deepflow-server's agent gRPC ingest instead of printing them;
+//! `--controller URL`: let deepflow-server's controller assign the ingester and push the config.
 
 use std::path::PathBuf;
 
@@ -16,6 +17,15 @@ pub enum OnFullArg {
     DropOldest,
 }
 
+/// What the agent runs with (to tell which settings need a restart).
+#[derive(Debug, Clone, Default)]
+pub struct Running {
+    /// Interfaces captured on; `None` when not capturing from interfaces (a file, eBPF).
+    pub interfaces: Option<Vec<String>>,
+    /// WASM plugin files loaded.
+    pub plugins: Vec<String>,
+}
+
 /// Options of `--server`.
 #[derive(clap::Args)]
 pub struct SendArgs {
@@ -24,7 +34,13 @@ pub struct SendArgs {
     /// repeat for failover (used in order; the next one takes over when one fails).
     #[arg(long = "server", value_name = "URL")]
     pub servers: Vec<String>,
-    /// Shared token of the servers (`authorization: Bearer TOKEN`).
+    /// Register with a deepflow-server controller (its HTTP API, e.g. http://127.0.0.1:20416)
+    /// and send the rows to the ingester it assigns (switching when it reassigns; `--server`
+    /// URLs are used until the first answer), applying the agent config it pushes.
+    #[arg(long, value_name = "URL")]
+    pub controller: Option<String>,
+    /// Shared token of the servers (`authorization: Bearer TOKEN`), also sent to the
+    /// controller.
     #[arg(long)]
     pub token: Option<String>,
     /// Agent id sent with every batch (default: the host name).
@@ -54,11 +70,87 @@ pub use enabled::*;
 #[cfg(feature = "store")]
 mod enabled {
     use super::*;
+    use crate::controller::{AgentSettings, ClientOptions, Controller, Host};
+    use crate::live_config::LiveConfig;
     use deepflow_core::record::{ApplicationMetrics, L4FlowLog, L7FlowLog, NetworkMetrics};
     use deepflow_protocols::red::{RedAggregator, RedConfig};
-    use deepflow_store::transport::{OnFull, Sender, SenderConfig};
+    use deepflow_store::transport::{OnFull, Sender, SenderConfig, SenderStats};
     use deepflow_tagging::TaggedRow;
+    use std::collections::BTreeMap;
+    use std::sync::atomic::Ordering;
+    use std::sync::{Arc, Mutex};
     use std::time::{Duration, Instant};
+
+    /// The agent as the controller client sees it.
+    struct AgentHost {
+        /// `None` once the sink closed the sender (then `last` holds its final counters).
+        sender: Mutex<Option<Arc<Sender>>>,
+        last: Mutex<SenderStats>,
+        /// The ingester in use when last asked (reported after the sender closed).
+        last_ingester: Mutex<Option<String>>,
+        live: Arc<LiveConfig>,
+        running: Running,
+    }
+
+    impl AgentHost {
+        fn sender(&self) -> Option<Arc<Sender>> {
+            self.sender.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        }
+    }
+
+    impl Host for AgentHost {
+        fn counters(&self) -> BTreeMap<String, u64> {
+            let s = match self.sender() {
+                Some(s) => {
+                    let st = s.stats();
+                    *self.last.lock().unwrap_or_else(|e| e.into_inner()) = st.clone();
+                    st
+                }
+                None => self.last.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            };
+            let l = &self.live;
+            [
+                ("rows_sent", s.rows_queued),
+                ("rows_acked", s.rows_acked),
+                ("batches_sent", s.batches_queued),
+                ("batches_acked", s.batches_acked),
+                ("batches_spilled", s.batches_spilled),
+                ("rows_buffered", s.buffered_rows),
+                ("rows_dropped", s.rows_dropped),
+                ("rows_rejected", s.rows_rejected),
+                ("duplicate_acks", s.duplicate_acks),
+                ("retries", s.retries),
+                ("failovers", s.failovers),
+                ("auth_failures", s.auth_failures),
+                ("l7_rows_off", l.l7_rows_off.load(Ordering::Relaxed)),
+                ("l7_rows_sampled_out", l.l7_rows_sampled_out.load(Ordering::Relaxed)),
+                ("flows_sampled_out", l.flows_sampled_out.load(Ordering::Relaxed)),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect()
+        }
+
+        fn current_ingester(&self) -> Option<String> {
+            let mut last = self.last_ingester.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(s) = self.sender() {
+                let (urls, i) = s.servers();
+                *last = urls.get(i).cloned();
+            }
+            last.clone()
+        }
+
+        fn set_ingesters(&self, urls: &[String]) -> Result<(), String> {
+            match self.sender() {
+                Some(s) => s.set_servers(urls.to_vec()).map_err(|e| e.to_string()),
+                None => Ok(()),
+            }
+        }
+
+        fn apply(&self, version: u64, cfg: &AgentSettings) -> Vec<String> {
+            self.live.apply("deepflow-agent", version, cfg, &self.running)
+        }
+    }
 
     fn tagged<R>(row: R) -> TaggedRow<R> {
         TaggedRow { row, tags_0: Default::default(), tags_1: Default::default() }
@@ -66,7 +158,10 @@ mod enabled {
 
     /// Sends every row the pipeline produces to the servers.
     pub struct ServerSink {
-        sender: Sender,
+        sender: Arc<Sender>,
+        host: Option<Arc<AgentHost>>,
+        controller: Option<Controller>,
+        live: Arc<LiveConfig>,
         red: RedAggregator,
         app: Vec<ApplicationMetrics>,
         l4: Vec<TaggedRow<L4FlowLog>>,
@@ -79,9 +174,10 @@ mod enabled {
     }
 
     impl ServerSink {
-        /// A sink when `--server` was given.
-        pub fn open(a: &SendArgs) -> Result<Option<ServerSink>, String> {
-            if a.servers.is_empty() {
+        /// A sink when `--server` or `--controller` was given. `running` says what the agent
+        /// runs with (for the controller's config).
+        pub fn open(a: &SendArgs, running: Running) -> Result<Option<ServerSink>, String> {
+            if a.servers.is_empty() && a.controller.is_none() {
                 return Ok(None);
             }
             let mut cfg = SenderConfig::new(a.servers.clone());
@@ -96,10 +192,39 @@ mod enabled {
                 OnFullArg::Block => OnFull::Block,
                 OnFullArg::DropOldest => OnFull::DropOldest,
             };
-            let sender = Sender::start(cfg).map_err(|e| format!("--server: {e}"))?;
-            eprintln!("deepflow-agent: sending rows to {}", a.servers.join(", then "));
+            let agent_id = cfg.agent_id.clone();
+            let sender = Arc::new(Sender::start(cfg).map_err(|e| format!("--server: {e}"))?);
+            if !a.servers.is_empty() {
+                eprintln!("deepflow-agent: sending rows to {}", a.servers.join(", then "));
+            }
+            let live = Arc::new(LiveConfig::default());
+            let (mut host, mut controller) = (None, None);
+            if let Some(url) = &a.controller {
+                let h = Arc::new(AgentHost {
+                    sender: Mutex::new(Some(sender.clone())),
+                    last: Mutex::new(SenderStats::default()),
+                    last_ingester: Mutex::new(None),
+                    live: live.clone(),
+                    running: running.clone(),
+                });
+                let opts = ClientOptions {
+                    url: url.clone(),
+                    token: a.token.clone(),
+                    agent_id,
+                    hostname: deepflow_store::transport::default_agent_id(),
+                    version: env!("CARGO_PKG_VERSION").to_string(),
+                    interfaces: running.interfaces.clone().unwrap_or_default(),
+                    timeout: Duration::from_secs(5),
+                    log: "deepflow-agent".into(),
+                };
+                controller = Some(Controller::start(opts, h.clone())?);
+                host = Some(h);
+            }
             Ok(Some(ServerSink {
                 sender,
+                host,
+                controller,
+                live,
                 red: RedAggregator::new(RedConfig::default()),
                 app: Vec::new(),
                 l4: Vec::new(),
@@ -112,14 +237,42 @@ mod enabled {
             }))
         }
 
+        /// Lets the controller's config switch the L7 parsers of `obs` on and off.
+        pub fn install(&self, obs: &mut deepflow_protocols::capture::L7Observer) {
+            if self.controller.is_some() {
+                self.live.install(obs);
+            }
+        }
+
+        /// Counts and keeps an L7 row unless its protocol is off (then no metrics either) or its
+        /// flow is sampled out (metrics still count it).
+        fn l7_row(&mut self, r: L7FlowLog) {
+            let l = &self.live;
+            if !l.enabled(r.l7_protocol) {
+                l.l7_rows_off.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            self.red.add(&r);
+            if l.keep_flow(r.flow_id) {
+                self.l7.push(tagged(r));
+            } else {
+                l.l7_rows_sampled_out.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+
         /// Takes the rows the pipeline produced so far; sends full batches (and everything
         /// once a second).
         pub fn rows(&mut self, pipe: &mut Pipe) -> Result<(), String> {
             for r in pipe.table_mut().observer_mut().drain_rows() {
-                self.red.add(&r);
-                self.l7.push(tagged(r));
+                self.l7_row(r);
             }
-            self.l4.extend(pipe.drain_flows().into_iter().map(tagged));
+            for f in pipe.drain_flows() {
+                if self.live.keep_flow(f.flow_id) {
+                    self.l4.push(tagged(f));
+                } else {
+                    self.live.flows_sampled_out.fetch_add(1, Ordering::Relaxed);
+                }
+            }
             self.net.extend(pipe.drain_metrics().into_iter().map(tagged));
             if let Some(now) = pipe.stats().first_timestamp_us.map(|_| pipe.stats().last_timestamp_us) {
                 self.red.flush(now, &mut self.app);
@@ -134,8 +287,7 @@ mod enabled {
         /// metric windows that ended before it.
         pub fn l7_rows(&mut self, rows: Vec<L7FlowLog>, now_us: u64) -> Result<(), String> {
             for r in rows {
-                self.red.add(&r);
-                self.l7.push(tagged(r));
+                self.l7_row(r);
             }
             self.red.flush(now_us, &mut self.app);
             self.appm.extend(self.app.drain(..).map(tagged));
@@ -170,7 +322,26 @@ mod enabled {
             self.red.finish(&mut self.app);
             self.appm.extend(self.app.drain(..).map(tagged));
             self.send(true)?;
-            let s = self.sender.close(self.ack_timeout);
+            // the controller thread stops using the sender; the final counters go in one
+            // last sync
+            if let Some(c) = &mut self.controller {
+                c.halt();
+            }
+            if let Some(h) = &self.host {
+                h.current_ingester(); // remembered for the final sync
+                h.sender.lock().unwrap_or_else(|e| e.into_inner()).take();
+            }
+            let s = match Arc::try_unwrap(self.sender) {
+                Ok(sender) => sender.close(self.ack_timeout),
+                Err(shared) => {
+                    shared.flush(self.ack_timeout);
+                    shared.stats()
+                }
+            };
+            if let (Some(h), Some(c)) = (&self.host, &self.controller) {
+                *h.last.lock().unwrap_or_else(|e| e.into_inner()) = s.clone();
+                c.sync_now();
+            }
             eprintln!(
                 "deepflow-agent: server acknowledged {} of {} rows ({} batches; {} duplicate acks, {} rows refused, {} dropped, {} unacknowledged{}, {} retries, {} failovers)",
                 s.rows_acked,
@@ -206,13 +377,14 @@ mod disabled {
     pub struct ServerSink;
 
     impl ServerSink {
-        pub fn open(a: &SendArgs) -> Result<Option<ServerSink>, String> {
-            if a.servers.is_empty() {
+        pub fn open(a: &SendArgs, _: Running) -> Result<Option<ServerSink>, String> {
+            if a.servers.is_empty() && a.controller.is_none() {
                 Ok(None)
             } else {
                 Err("this build cannot send to a server (built without the `store` feature)".into())
             }
         }
+        pub fn install(&self, _: &mut deepflow_protocols::capture::L7Observer) {}
         pub fn rows(&mut self, _: &mut Pipe) -> Result<(), String> {
             Ok(())
         }

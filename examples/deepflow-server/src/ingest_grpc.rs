@@ -149,14 +149,14 @@ impl Ingest for AgentIngest {
     }
 }
 
-/// Binds the agent port and serves `ingest` on it in the background. With no address given
-/// the default port is tried and a failure to bind it is a warning; a given address that
-/// cannot be bound is an error.
+/// Binds the agent port and serves `ingest` on it in the background; returns the bound
+/// address. With no address given the default port is tried and a failure to bind it is a
+/// warning (`None`); a given address that cannot be bound is an error.
 pub async fn spawn(
     addr: Option<SocketAddr>,
     ingest: AgentIngest,
     max_message: usize,
-) -> Result<(), Box<dyn std::error::Error>> {
+) -> Result<Option<SocketAddr>, Box<dyn std::error::Error>> {
     let explicit = addr.is_some();
     let addr = match addr {
         Some(a) => a,
@@ -166,11 +166,12 @@ pub async fn spawn(
         Ok(l) => l,
         Err(e) if !explicit => {
             eprintln!("deepflow-server: warning: agent gRPC ingest not started: {addr}: {e} (set --grpc-listen)");
-            return Ok(());
+            return Ok(None);
         }
         Err(e) => return Err(format!("--grpc-listen {addr}: {e}").into()),
     };
-    eprintln!("deepflow-server: agent gRPC ingest on {} (deepflow.ingest.v1.Ingest)", listener.local_addr()?);
+    let bound = listener.local_addr()?;
+    eprintln!("deepflow-server: agent gRPC ingest on {bound} (deepflow.ingest.v1.Ingest)");
     let counters = ingest.counters.clone();
     tokio::spawn(async move {
         let mut last = [0u64; 6];
@@ -199,5 +200,5 @@ pub async fn spawn(
             eprintln!("deepflow-server: agent gRPC ingest stopped: {e}");
         }
     });
-    Ok(())
+    Ok(Some(bound))
 }

@@ -21,6 +21,7 @@ use deepflow_store::prom::{self, SampleWriter, remote_write};
 use deepflow_store::{QueryEngine, Storage};
 
 mod apm;
+mod controller;
 mod ingest_grpc;
 mod otlp;
 mod pyroscope;
@@ -62,6 +63,8 @@ enum Cmd {
         agents: ingest_grpc::IngestArgs,
         #[command(flatten)]
         tags: tags::TagArgs,
+        #[command(flatten)]
+        controller: controller::ControllerArgs,
     },
 }
 
@@ -70,14 +73,15 @@ struct AppState {
     prom: PromEngine,
     samples: Mutex<SampleWriter>,
     token: Option<String>,
+    controller: Arc<controller::Controller>,
 }
 
 type St = State<Arc<AppState>>;
 
 fn main() {
     let cli = Cli::parse();
-    let Cmd::Run { data, listen, token, max_body, flush_ms, otlp, apm, agents, tags } = cli.cmd;
-    if let Err(e) = run(data, listen, token, max_body, flush_ms, otlp, apm, agents, tags) {
+    let Cmd::Run { data, listen, token, max_body, flush_ms, otlp, apm, agents, tags, controller } = cli.cmd;
+    if let Err(e) = run(data, listen, token, max_body, flush_ms, otlp, apm, agents, tags, controller) {
         eprintln!("deepflow-server: {e}");
         std::process::exit(1);
     }
@@ -93,6 +97,7 @@ fn run(
     apm_args: apm::ApmArgs,
     agents_args: ingest_grpc::IngestArgs,
     tag_args: tags::TagArgs,
+    ctl_args: controller::ControllerArgs,
 ) -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all(&data)?;
     let storage = Storage::local(&data)?;
@@ -105,11 +110,13 @@ fn run(
     let otlp_sink = otlp::Otlp::new(storage.clone(), token.clone(), max_body, flush)?;
     let agent_ingest = ingest_grpc::AgentIngest::start(storage.clone(), token.clone(), agents_args.commit_ms)?;
     let writer = SampleWriter::new(storage, 1 << 20, flush)?;
+    let ctl = controller::Controller::open(&data, &ctl_args)?;
     let state = Arc::new(AppState {
         prom: PromEngine::new(engine.clone()),
         sql: engine,
         samples: Mutex::new(writer),
         token: token.filter(|t| !t.is_empty()),
+        controller: ctl.clone(),
     });
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(2).build()?;
     rt.block_on(async move {
@@ -134,7 +141,12 @@ fn run(
             }
         });
         otlp::spawn(&otlp_args, otlp_sink.clone(), flush).await?;
-        ingest_grpc::spawn(agents_args.grpc_listen, agent_ingest, max_body).await?;
+        if let Some(grpc) = ingest_grpc::spawn(agents_args.grpc_listen, agent_ingest, max_body).await? {
+            // announce this ingester to the controllers sharing the store
+            let m = controller::Membership::join(&data, &ctl_args, grpc, listener.local_addr()?)?;
+            m.spawn();
+            ctl.set_membership(m);
+        }
         let shutdown_state = state.clone();
         let apm_routes = apm::start(&apm_args, &state, max_body).await?;
         axum::serve(listener, app(state, max_body).merge(apm_routes))
@@ -147,6 +159,7 @@ fn run(
         })
         .await;
         let _ = tokio::task::spawn_blocking(move || otlp_sink.flush()).await;
+        ctl.leave();
         Ok::<(), Box<dyn std::error::Error>>(())
     })
 }
@@ -162,6 +175,7 @@ fn app(state: Arc<AppState>, max_body: usize) -> Router {
         .route("/api/v1/label/{name}/values", get(prom_label_values))
         .route("/api/v1/status/buildinfo", get(buildinfo))
         .route("/-/healthy", get(|| async { "OK" }))
+        .merge(controller::routes(state.controller.clone()))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)

@@ -9,12 +9,20 @@
 //! retries, failovers, and the rate achieved. `--acked-out FILE` also writes one line per
 //! acknowledged batch: `agent first_flow_id rows duplicate`.
 //!
+//! With `--controller URL` every simulated agent also runs the agent's controller client
+//! (deepflow-agent's `src/controller.rs`, included here): it registers as `loadgen-<i>`, sends
+//! to the ingester the controller assigns and switches when it reassigns, and reports its
+//! counters and the config version it received (a simulated agent applies nothing).
+//!
 //! ```text
 //! deepflow-loadgen --server http://127.0.0.1:30033 --agents 10 --rate 100000 --seconds 60
+//! deepflow-loadgen --controller http://127.0.0.1:20416 --agents 4 --rate 4000 --seconds 10
 //! ```
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
@@ -22,12 +30,20 @@ use deepflow_core::record::L4FlowLog;
 use deepflow_store::transport::{OnFull, Sender, SenderConfig, SenderStats};
 use deepflow_tagging::TaggedRow;
 
+#[allow(dead_code)]
+#[path = "../../../deepflow-agent/src/controller.rs"]
+mod controller;
+
 #[derive(Parser)]
 #[command(name = "deepflow-loadgen", about = "simulated deepflow agents sending l4_flow_log rows over gRPC")]
 struct Args {
     /// Server URL (repeat for failover, in order of preference).
-    #[arg(long = "server", required = true)]
+    #[arg(long = "server", required_unless_present = "controller")]
     servers: Vec<String>,
+    /// Controller (a deepflow-server's HTTP API): each agent registers and sends to the
+    /// ingester it assigns (`--server` URLs until the first answer).
+    #[arg(long)]
+    controller: Option<String>,
     /// Shared token.
     #[arg(long)]
     token: Option<String>,
@@ -87,6 +103,58 @@ fn row(flow_id: u64, t: u64, n: u64) -> TaggedRow<L4FlowLog> {
 struct AgentResult {
     stats: SenderStats,
     acked: Vec<(u64, u64, bool)>,
+    ctl: Option<controller::ClientStats>,
+}
+
+/// A simulated agent as the controller client sees it.
+struct SimHost {
+    sender: Mutex<Option<Arc<Sender>>>,
+    last: Mutex<SenderStats>,
+    last_ingester: Mutex<Option<String>>,
+}
+
+impl SimHost {
+    fn sender(&self) -> Option<Arc<Sender>> {
+        self.sender.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl controller::Host for SimHost {
+    fn counters(&self) -> BTreeMap<String, u64> {
+        let s = match self.sender() {
+            Some(s) => s.stats(),
+            None => self.last.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        };
+        [
+            ("rows_sent", s.rows_queued),
+            ("rows_acked", s.rows_acked),
+            ("batches_acked", s.batches_acked),
+            ("batches_spilled", s.batches_spilled),
+            ("rows_buffered", s.buffered_rows),
+            ("failovers", s.failovers),
+            ("retries", s.retries),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+    fn current_ingester(&self) -> Option<String> {
+        let mut last = self.last_ingester.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = self.sender() {
+            let (urls, i) = s.servers();
+            *last = urls.get(i).cloned();
+        }
+        last.clone()
+    }
+    fn set_ingesters(&self, urls: &[String]) -> Result<(), String> {
+        match self.sender() {
+            Some(s) => s.set_servers(urls.to_vec()).map_err(|e| e.to_string()),
+            None => Ok(()),
+        }
+    }
+    fn apply(&self, _: u64, _: &controller::AgentSettings) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 fn agent(i: u32, a: &Args) -> Result<AgentResult, String> {
@@ -102,7 +170,28 @@ fn agent(i: u32, a: &Args) -> Result<AgentResult, String> {
     if a.drop_oldest {
         cfg.on_full = OnFull::DropOldest;
     }
-    let sender = Sender::start(cfg).map_err(|e| e.to_string())?;
+    let agent_id = cfg.agent_id.clone();
+    let sender = Arc::new(Sender::start(cfg).map_err(|e| e.to_string())?);
+    let (mut host, mut ctl) = (None, None);
+    if let Some(url) = &a.controller {
+        let h = Arc::new(SimHost {
+            sender: Mutex::new(Some(sender.clone())),
+            last: Mutex::default(),
+            last_ingester: Mutex::default(),
+        });
+        let opts = controller::ClientOptions {
+            url: url.clone(),
+            token: a.token.clone(),
+            log: format!("deepflow-loadgen {agent_id}"),
+            agent_id,
+            hostname: "loadgen".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            interfaces: Vec::new(),
+            timeout: Duration::from_secs(5),
+        };
+        ctl = Some(controller::Controller::start(opts, h.clone())?);
+        host = Some(h);
+    }
     let rate = (a.rate as f64 / a.agents.max(1) as f64).max(1.0);
     let base = u64::from(i) << 40;
     let mut seq_first = std::collections::HashMap::new();
@@ -127,8 +216,26 @@ fn agent(i: u32, a: &Args) -> Result<AgentResult, String> {
     sender.flush(Duration::from_secs(a.drain_seconds));
     let acked =
         sender.take_acked().into_iter().filter_map(|b| Some((*seq_first.get(&b.seq)?, b.rows, b.duplicate))).collect();
-    let stats = sender.close(Duration::ZERO);
-    Ok(AgentResult { stats, acked })
+    if let Some(c) = &mut ctl {
+        c.halt();
+    }
+    if let Some(h) = &host {
+        use controller::Host;
+        h.current_ingester(); // remembered for the final sync
+        h.sender.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+    let stats = match Arc::try_unwrap(sender) {
+        Ok(s) => s.close(Duration::ZERO),
+        Err(s) => s.stats(),
+    };
+    let ctl = ctl.map(|c| {
+        if let Some(h) = &host {
+            *h.last.lock().unwrap_or_else(|e| e.into_inner()) = stats.clone();
+        }
+        c.sync_now();
+        c.stats()
+    });
+    Ok(AgentResult { stats, acked, ctl })
 }
 
 fn main() {
@@ -142,6 +249,7 @@ fn main() {
     let elapsed = t0.elapsed().as_secs_f64();
     let mut total = SenderStats::default();
     let mut lines = String::new();
+    let mut per_agent = Vec::new();
     for (i, r) in results.iter().enumerate() {
         let r = match r {
             Ok(r) => r,
@@ -165,6 +273,17 @@ fn main() {
         if s.last_error.is_some() {
             total.last_error.clone_from(&s.last_error);
         }
+        per_agent.push(serde_json::json!({
+            "agent_id": format!("loadgen-{}", i + 1),
+            "rows_sent": s.rows_queued,
+            "rows_acked": s.rows_acked,
+            "failovers": s.failovers,
+            "ingesters": r.ctl.as_ref().map(|c| c.ingesters.clone()),
+            "reassignments": r.ctl.as_ref().map(|c| c.reassignments),
+            "controller_syncs": r.ctl.as_ref().map(|c| c.syncs),
+            "controller_failures": r.ctl.as_ref().map(|c| c.failures),
+            "config_version": r.ctl.as_ref().map(|c| c.config_version),
+        }));
         for (first, rows, dup) in &r.acked {
             lines.push_str(&format!("{} {first} {rows} {}\n", i + 1, u8::from(*dup)));
         }
@@ -194,6 +313,7 @@ fn main() {
         "sent_rows_per_s": total.rows_queued as f64 / (a.seconds.max(1) as f64),
         "acked_rows_per_s": total.rows_acked as f64 / elapsed.max(1e-9),
         "last_error": total.last_error,
+        "per_agent": per_agent,
     });
     println!("{out}");
     let _ = std::io::stdout().flush();
