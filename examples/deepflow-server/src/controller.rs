@@ -634,7 +634,14 @@ impl Controller {
                 v
             })
             .collect();
-        serde_json::json!({"status": "success", "config_version": version, "data": agents})
+        let c = &self.counters;
+        let counters = serde_json::json!({
+            "syncs": c.syncs.load(Ordering::Relaxed),
+            "bad_requests": c.bad_requests.load(Ordering::Relaxed),
+            "config_updates": c.config_updates.load(Ordering::Relaxed),
+            "config_rejected": c.config_rejected.load(Ordering::Relaxed),
+        });
+        serde_json::json!({"status": "success", "config_version": version, "controller": counters, "data": agents})
     }
 
     fn ingesters_json(&self) -> serde_json::Value {

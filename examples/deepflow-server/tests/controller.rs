@@ -227,6 +227,12 @@ fn agent_registers_reports_counters_and_applies_config() {
     let r = srv.http.post("/v1/agents/sync", "application/json", None, b"\xff\x00");
     assert_eq!(r.status, 400, "{}", r.text());
     assert_eq!(srv.agents().len(), 1);
+    let c = srv.http.get("/v1/agents").json()["controller"].clone();
+    assert_eq!(
+        (c["bad_requests"].as_u64(), c["config_rejected"].as_u64(), c["config_updates"].as_u64()),
+        (Some(2), Some(5), Some(1)),
+        "{c}"
+    );
 
     // an agent whose controller is unreachable keeps working: rows go to --server
     let dead = format!("http://127.0.0.1:{}", common::free_port());
@@ -402,7 +408,14 @@ fn agents_spread_over_two_ingesters_and_move_on_kill_9() {
         rows.len() - stored.len()
     );
 
-    // a clean shutdown (SIGINT) removes the heartbeat file; the store never saw _cluster
+    // the agents stopped syncing: lost after 3 missed heartbeats
+    let agents = poll(100, || {
+        let ags = a.agents();
+        (ags.values().all(|g| g["status"] == "lost"), ags)
+    });
+    assert!(agents.values().all(|g| g["status"] == "lost"), "{agents:?}");
+
+    // a clean shutdown (SIGINT) removes the heartbeat file
     let pid = a.http.child.id().to_string();
     assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
     let Srv { http: mut a_http, .. } = a;
