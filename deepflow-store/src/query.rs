@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `l4_flow_log_ids`, `l7_flow_log_ids`, `network_ids`, `application_ids` | the Parquet files as stored (tag ids only), listing tables with the partition columns `date` (`YYYY-MM-DD`) and `hour` (`HH`), both strings |
 //! | `l4_flow_log`, `l7_flow_log`, `network`, `application` | views: every stored column plus a name column per tag id: `region_0`, `az_0`, `host_0`, `l3_epc_0`, `subnet_0`, `pod_cluster_0`, `pod_ns_0`, `pod_node_0`, `pod_group_0`, `pod_0`, `service_0`, `gprocess_0` and the same with `_1` |
+//! | `log_ids`, `profile_ids`; `log`, `profile` | the same for the one-resource tables: their suffix-less ids (`pod_id`, `service_id`, ...) get the name columns `region`, `az`, `host`, `l3_epc`, `subnet`, `pod_cluster`, `pod_ns`, `pod_node`, `pod_group`, `pod`, `service`, `gprocess` |
 //! | `<kind>_map` (`pod_map`, `service_map`, `l3_epc_map`, `label_key_map`, ...) | the dictionaries: `id`, `key`, `name` |
 //! | `labels` | custom labels by name: `kind`, `resource_id`, `key`, `value`, `source` |
 //! | `dict_get(kind, id)` | scalar function: the name of `id` in dictionary `kind` (null for 0/unknown), like ClickHouse's `dictGet` |
@@ -240,9 +241,23 @@ impl std::fmt::Debug for QueryEngine {
     }
 }
 
-/// The name column for a tag id column: `pod_id_0` -> `pod_0`.
+/// The name column for a tag id column: `pod_id_0` -> `pod_0`, `pod_id` -> `pod`.
 pub fn name_column(id_column: &str) -> String {
-    id_column.replacen("_id_", "_", 1)
+    match id_column.strip_suffix("_id") {
+        Some(base) => base.to_string(),
+        None => id_column.replacen("_id_", "_", 1),
+    }
+}
+
+/// The view expressions naming the suffix-less tag id columns of a one-resource table:
+/// `dict_get('pod', pod_id) AS pod`, ... (also used for the `prometheus` samples view).
+pub fn row_tag_name_columns() -> Vec<String> {
+    TAG_COLUMNS
+        .iter()
+        .filter_map(|base| {
+            kind_of_tag_column(base).map(|k| format!("dict_get('{}', {base}) AS {}", k.name(), name_column(base)))
+        })
+        .collect()
 }
 
 fn kind_of_tag_column(base: &str) -> Option<ResourceKind> {
@@ -322,6 +337,9 @@ impl QueryEngine {
                 }
             }
         }
+        if t.row_tags() {
+            cols.extend(row_tag_name_columns());
+        }
         let sql = format!("CREATE OR REPLACE VIEW {} AS SELECT {} FROM {ids}", t.name(), cols.join(", "));
         self.run_blocking(&sql)?;
         Ok(())
@@ -397,7 +415,18 @@ impl QueryEngine {
         Ok(version)
     }
 
-    fn run_blocking(&self, sql: &str) -> Result<Vec<RecordBatch>> {
+    /// The name of `id` in the dictionary of `kind` as loaded now; `None` for 0 (unknown) and
+    /// ids the loaded dictionary does not have.
+    pub fn tag_name(&self, kind: ResourceKind, id: u32) -> Option<String> {
+        if id == 0 {
+            return None;
+        }
+        let names = self.names.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let arr = names.names.get(kind.index())?;
+        ((id as usize) < arr.len()).then(|| arr.value(id as usize).to_string())
+    }
+
+    pub(crate) fn run_blocking(&self, sql: &str) -> Result<Vec<RecordBatch>> {
         let ctx = self.ctx.clone();
         let sql = sql.to_string();
         self.storage.runtime().block_on(async move { ctx.sql(&sql).await?.collect().await }).map_err(StoreError::from)

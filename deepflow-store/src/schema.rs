@@ -14,7 +14,11 @@
 //!   `close_type` is DeepFlow's numeric code;
 //! - absent values (`Option::None` in the record) are nulls;
 //! - universal tags are `UInt32` ids, `<tag>_id_0` (client) and `<tag>_id_1` (server), with 0 for
-//!   unknown; names come from the dictionaries at query time ([`crate::query`]).
+//!   unknown; names come from the dictionaries at query time ([`crate::query`]). Tables whose
+//!   rows describe one resource (`log`, `profile`: the emitting application) carry one set
+//!   without suffix, `<tag>_id` (`pod_id`, `service_id`, ...), like DeepFlow's `application_log`
+//!   and `profile` tables; those columns are nullable in the schema so that files written before
+//!   they existed still read (null = unknown), and are never null in new files.
 //!
 //! | table | record | partitioned by | tag columns |
 //! |---|---|---|---|
@@ -22,8 +26,8 @@
 //! | `l7_flow_log` | [`L7FlowLog`] | `start_time` | `_0` and `_1` |
 //! | `network` | [`NetworkMetrics`] | `time` | `_0` and `_1` |
 //! | `application` | [`ApplicationMetrics`] | `time` | `_1` (server) only |
-//! | `log` | [`LogRecord`] | `time` | none |
-//! | `profile` | [`ProfileSample`] | `time` | none |
+//! | `log` | [`LogRecord`] | `time` | one set, no suffix |
+//! | `profile` | [`ProfileSample`] | `time` | one set, no suffix |
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -39,7 +43,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use deepflow_core::record::{
     ApplicationMetrics, L4FlowLog, L7FlowLog, LogRecord, LogType, NetworkMetrics, ProfileSample,
 };
-use deepflow_tagging::{TAG_COLUMNS_0, TAG_COLUMNS_1, TaggedRow, UniversalTags};
+use deepflow_tagging::{TAG_COLUMNS, TAG_COLUMNS_0, TAG_COLUMNS_1, TaggedRow, UniversalTags};
 
 /// The stored tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -100,6 +104,12 @@ impl Table {
             _ => [true, true],
         }
     }
+
+    /// True when the table carries one set of tag ids without side suffix (`pod_id`,
+    /// `service_id`, ...: the resource the row is about), taken from [`TaggedRow::tags_0`].
+    pub const fn row_tags(self) -> bool {
+        matches!(self, Table::Log | Table::Profile)
+    }
 }
 
 impl std::fmt::Display for Table {
@@ -143,6 +153,10 @@ pub enum Getter<R> {
     /// A universal tag id (`UInt32`, not null, 0 = unknown): side (0 client, 1 server) and the
     /// index in [`UniversalTags::to_array`] order.
     Tag(u8, usize),
+    /// The row's own tag id (tables with [`Table::row_tags`]): `UInt32`, nullable in the schema
+    /// (older files lack the column), 0 = unknown; read from [`TaggedRow::tags_0`] at the index
+    /// in [`UniversalTags::to_array`] order.
+    RowTag(usize),
 }
 
 /// One column: name, getter (which fixes the Arrow type) and doc.
@@ -162,7 +176,7 @@ impl<R> Column<R> {
             Getter::TimeUs(_) | Getter::TimeSecs(_) => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
             Getter::U8(_) => DataType::UInt8,
             Getter::U16(_) => DataType::UInt16,
-            Getter::U32(_) | Getter::OptU32(_) | Getter::Tag(..) => DataType::UInt32,
+            Getter::U32(_) | Getter::OptU32(_) | Getter::Tag(..) | Getter::RowTag(_) => DataType::UInt32,
             Getter::U64(_) | Getter::OptU64(_) => DataType::UInt64,
             Getter::OptI32(_) => DataType::Int32,
             Getter::Bool(_) => DataType::Boolean,
@@ -176,7 +190,12 @@ impl<R> Column<R> {
     pub fn nullable(&self) -> bool {
         matches!(
             self.get,
-            Getter::OptU32(_) | Getter::OptU64(_) | Getter::OptI32(_) | Getter::OptStr(_) | Getter::Ip(_)
+            Getter::OptU32(_)
+                | Getter::OptU64(_)
+                | Getter::OptI32(_)
+                | Getter::OptStr(_)
+                | Getter::Ip(_)
+                | Getter::RowTag(_)
         )
     }
 
@@ -265,6 +284,9 @@ impl<R> Column<R> {
                     rows.iter().map(|r| if *side == 0 { pick(&r.tags_0) } else { pick(&r.tags_1) }),
                 ))
             }
+            Getter::RowTag(i) => Arc::new(UInt32Array::from_iter_values(
+                rows.iter().map(|r| r.tags_0.to_array().get(*i).copied().unwrap_or(0)),
+            )),
         }
     }
 }
@@ -325,6 +347,15 @@ fn tag_columns<R>(sides: [bool; 2]) -> Vec<Column<R>> {
         }
     }
     v
+}
+
+/// The suffix-less tag id columns of one-resource tables (`pod_id`, `service_id`, ...).
+fn row_tag_columns<R>() -> Vec<Column<R>> {
+    TAG_COLUMNS
+        .iter()
+        .enumerate()
+        .map(|(i, name)| Column { name, doc: TAG_DOCS.get(i).copied().unwrap_or(""), get: Getter::RowTag(i) })
+        .collect()
 }
 
 macro_rules! col {
@@ -526,7 +557,7 @@ static APPLICATION_COLUMNS: LazyLock<Vec<Column<ApplicationMetrics>>> = LazyLock
 
 static LOG_COLUMNS: LazyLock<Vec<Column<LogRecord>>> = LazyLock::new(|| {
     type R = LogRecord;
-    vec![
+    let mut v: Vec<Column<R>> = vec![
         col!("time", TimeUs, "when the event happened (observed time when the source gave none)", |r| r.time),
         col!("observed_time", TimeUs, "when the record was observed by the collector (0 = unknown)", |r| r
             .observed_time),
@@ -542,12 +573,14 @@ static LOG_COLUMNS: LazyLock<Vec<Column<LogRecord>>> = LazyLock::new(|| {
         col!("signal_source", Str, "`otel`, ...", |r| r.signal_source),
         col!("attribute_names", StrList, "names of the other record and resource attributes", |r| &r.attribute_names),
         col!("attribute_values", StrList, "values of the attributes (parallel to names)", |r| &r.attribute_values),
-    ]
+    ];
+    v.extend(row_tag_columns());
+    v
 });
 
 static PROFILE_COLUMNS: LazyLock<Vec<Column<ProfileSample>>> = LazyLock::new(|| {
     type R = ProfileSample;
-    vec![
+    let mut v: Vec<Column<R>> = vec![
         col!("time", TimeUs, "start of the profiling window", |r| r.time),
         col!("duration", U64, "window length, µs (0 = unknown)", |r| r.duration),
         col!("app_service", Str, "profiled application", |r| r.app_service.as_str()),
@@ -560,7 +593,9 @@ static PROFILE_COLUMNS: LazyLock<Vec<Column<ProfileSample>>> = LazyLock::new(|| 
         col!("signal_source", Str, "`pyroscope`, ...", |r| r.signal_source),
         col!("label_names", StrList, "label names (sorted)", |r| &r.label_names),
         col!("label_values", StrList, "label values (parallel to names)", |r| &r.label_values),
-    ]
+    ];
+    v.extend(row_tag_columns());
+    v
 });
 
 fn opt_len(s: &Option<String>) -> usize {

@@ -13,10 +13,18 @@
 //! | `labels` | `Utf8` | the other labels as a JSON object with sorted keys, e.g. `{"instance":"a:9090","job":"x"}` |
 //! | `series_id` | `UInt64` | FNV-1a 64 of name and labels: one value per series |
 //! | `value` | `Float64` | the sample value (Prometheus staleness markers are stored as the NaN they are) |
+//! | `region_id`, `az_id`, `host_id`, `l3_epc_id`, `subnet_id`, `pod_cluster_id`, `pod_ns_id`, `pod_node_id`, `pod_group_id`, `pod_id`, `service_id`, `gprocess_id` | `UInt32`, nullable | SmartEncoding ids of the resource the series is about (0 = unknown; null in files written before the columns existed) |
 //!
 //! Labels are kept as a JSON string rather than SmartEncoding ids or an Arrow map: any engine can
 //! read them, `labels LIKE '%"job":"x"%'` works in SQL, and the PromQL engine parses them once
-//! per series. They are not SmartEncoding-tagged.
+//! per series. The tag ids are set by whoever appends the samples ([`SampleWriter::append_tagged`];
+//! deepflow-server resolves them from the labels with `--inventory`), 0 otherwise.
+//!
+//! [`register`] registers the files as `prometheus_ids` and the view `prometheus` over it: every
+//! stored column plus the names of the tag ids (`pod`, `pod_ns`, `service`, ... as in
+//! [`crate::query`]). The PromQL engine adds the non-empty names to a series' labels with a
+//! `df_` prefix (`df_pod`, `df_pod_ns`, `df_service`, ...; see [`TAG_LABEL_PREFIX`]): series
+//! without tags (every id 0) have exactly the labels they were written with.
 
 pub mod native;
 pub mod promql;
@@ -25,19 +33,28 @@ pub mod remote_write;
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
-use datafusion::arrow::array::{Float64Array, StringArray, TimestampMillisecondArray, UInt64Array};
+use datafusion::arrow::array::{
+    ArrayRef, Float64Array, StringArray, TimestampMillisecondArray, UInt32Array, UInt64Array,
+};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::parquet::file::properties::WriterProperties;
+use deepflow_tagging::{TAG_COLUMNS, UniversalTags};
 
 use crate::storage::{Hour, Storage};
 use crate::writer::{encode_parquet, part_name, writer_properties};
 use crate::{QueryEngine, Result, StoreError};
 
-/// Name of the samples table (and of its `table=` directory).
+/// Name of the samples view (and of its `table=` directory).
 pub const TABLE: &str = "prometheus";
+
+/// Name of the samples table as stored (tag ids only).
+pub const IDS_TABLE: &str = "prometheus_ids";
+
+/// Prefix of the labels the PromQL engine adds for the tag names of a series (`df_pod`, ...).
+pub const TAG_LABEL_PREFIX: &str = "df_";
 
 /// One Prometheus sample with its series.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,13 +72,18 @@ pub struct Sample {
 /// The Arrow schema of the `prometheus` table.
 pub fn schema() -> SchemaRef {
     static S: LazyLock<SchemaRef> = LazyLock::new(|| {
-        Arc::new(Schema::new(vec![
-            Field::new("time", DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())), false),
-            Field::new("metric_name", DataType::Utf8, false),
-            Field::new("labels", DataType::Utf8, false),
-            Field::new("series_id", DataType::UInt64, false),
-            Field::new("value", DataType::Float64, false),
-        ]))
+        Arc::new(Schema::new(
+            vec![
+                Field::new("time", DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())), false),
+                Field::new("metric_name", DataType::Utf8, false),
+                Field::new("labels", DataType::Utf8, false),
+                Field::new("series_id", DataType::UInt64, false),
+                Field::new("value", DataType::Float64, false),
+            ]
+            .into_iter()
+            .chain(TAG_COLUMNS.iter().map(|c| Field::new(*c, DataType::UInt32, true)))
+            .collect::<Vec<_>>(),
+        ))
     });
     S.clone()
 }
@@ -165,20 +187,33 @@ pub fn series_id(metric: &str, labels: &[(String, String)]) -> u64 {
     h
 }
 
-/// Samples as one batch of the `prometheus` schema.
+/// Samples as one batch of the `prometheus` schema (tag ids 0).
 pub fn to_batch(samples: &[Sample]) -> Result<RecordBatch> {
-    Ok(RecordBatch::try_new(
-        schema(),
-        vec![
-            Arc::new(
-                TimestampMillisecondArray::from_iter_values(samples.iter().map(|s| s.time_ms)).with_timezone("UTC"),
-            ),
-            Arc::new(StringArray::from_iter_values(samples.iter().map(|s| s.metric.as_str()))),
-            Arc::new(StringArray::from_iter_values(samples.iter().map(|s| labels_json(&s.labels)))),
-            Arc::new(UInt64Array::from_iter_values(samples.iter().map(|s| series_id(&s.metric, &s.labels)))),
-            Arc::new(Float64Array::from_iter_values(samples.iter().map(|s| s.value))),
-        ],
-    )?)
+    let none = UniversalTags::default();
+    batch_of(samples.iter().map(|s| (s, &none)), samples.len())
+}
+
+/// Tagged samples as one batch of the `prometheus` schema.
+pub fn to_batch_tagged(samples: &[(Sample, UniversalTags)]) -> Result<RecordBatch> {
+    batch_of(samples.iter().map(|(s, t)| (s, t)), samples.len())
+}
+
+fn batch_of<'a>(it: impl Iterator<Item = (&'a Sample, &'a UniversalTags)> + Clone, n: usize) -> Result<RecordBatch> {
+    let mut cols: Vec<ArrayRef> = vec![
+        Arc::new(TimestampMillisecondArray::from_iter_values(it.clone().map(|(s, _)| s.time_ms)).with_timezone("UTC")),
+        Arc::new(StringArray::from_iter_values(it.clone().map(|(s, _)| s.metric.as_str()))),
+        Arc::new(StringArray::from_iter_values(it.clone().map(|(s, _)| labels_json(&s.labels)))),
+        Arc::new(UInt64Array::from_iter_values(it.clone().map(|(s, _)| series_id(&s.metric, &s.labels)))),
+        Arc::new(Float64Array::from_iter_values(it.clone().map(|(s, _)| s.value))),
+    ];
+    let mut ids: Vec<Vec<u32>> = vec![Vec::with_capacity(n); TAG_COLUMNS.len()];
+    for (_, t) in it {
+        for (col, id) in ids.iter_mut().zip(t.to_array()) {
+            col.push(id);
+        }
+    }
+    cols.extend(ids.into_iter().map(|v| Arc::new(UInt32Array::from(v)) as ArrayRef));
+    Ok(RecordBatch::try_new(schema(), cols)?)
 }
 
 /// Buffers samples and writes them as zstd Parquet files of the `prometheus` table, one per
@@ -187,7 +222,7 @@ pub fn to_batch(samples: &[Sample]) -> Result<RecordBatch> {
 pub struct SampleWriter {
     storage: Storage,
     props: WriterProperties,
-    buf: Vec<Sample>,
+    buf: Vec<(Sample, UniversalTags)>,
     flush_rows: usize,
     flush_interval: Duration,
     last_flush: Instant,
@@ -217,8 +252,13 @@ impl SampleWriter {
         })
     }
 
-    /// Buffers samples; may flush.
+    /// Buffers samples (tag ids 0); may flush.
     pub fn append(&mut self, samples: impl IntoIterator<Item = Sample>) -> Result<()> {
+        self.append_tagged(samples.into_iter().map(|s| (s, UniversalTags::default())))
+    }
+
+    /// Buffers samples with the tag ids of their resource; may flush.
+    pub fn append_tagged(&mut self, samples: impl IntoIterator<Item = (Sample, UniversalTags)>) -> Result<()> {
         self.buf.extend(samples);
         if self.buf.len() >= self.flush_rows {
             return self.flush();
@@ -250,7 +290,8 @@ impl SampleWriter {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let hour = |s: &Sample| Hour::from_us(u64::try_from(s.time_ms).unwrap_or(0).saturating_mul(1000));
+        let hour =
+            |s: &(Sample, UniversalTags)| Hour::from_us(u64::try_from(s.0.time_ms).unwrap_or(0).saturating_mul(1000));
         self.buf.sort_by_key(hour);
         let mut start = 0;
         let res = (|| -> Result<()> {
@@ -258,7 +299,7 @@ impl SampleWriter {
                 let h = self.buf.get(start).map(hour).unwrap_or(Hour(0));
                 let end = self.buf.iter().skip(start).position(|s| hour(s) != h).map_or(self.buf.len(), |p| start + p);
                 let chunk = self.buf.get(start..end).unwrap_or(&[]);
-                let bytes = encode_parquet(&[to_batch(chunk)?], &self.props)?;
+                let bytes = encode_parquet(&[to_batch_tagged(chunk)?], &self.props)?;
                 self.storage.put_atomic(&format!("table={TABLE}/{}/{}", h.dir(), part_name()), bytes)?;
                 self.files += 1;
                 self.rows += (end - start) as u64;
@@ -277,8 +318,9 @@ impl Drop for SampleWriter {
     }
 }
 
-/// Registers the `prometheus` table (a listing table over the files, with `date` and `hour`
-/// partition columns) on the engine's session. Call once after [`QueryEngine::open`].
+/// Registers the `prometheus_ids` table (a listing table over the files, with `date` and `hour`
+/// partition columns) and the `prometheus` view over it (stored columns plus tag names, see the
+/// [module docs](self)) on the engine's session. Call once after [`QueryEngine::open`].
 pub fn register(engine: &QueryEngine) -> Result<()> {
     let rel = format!("table={TABLE}");
     if let Some(root) = engine.storage().local_root() {
@@ -291,8 +333,13 @@ pub fn register(engine: &QueryEngine) -> Result<()> {
         .with_table_partition_cols(vec![("date".to_string(), DataType::Utf8), ("hour".to_string(), DataType::Utf8)]);
     let cfg = ListingTableConfig::new(url).with_listing_options(opts).with_schema(schema());
     let ctx = engine.context();
-    let _ = ctx.deregister_table(TABLE)?;
-    ctx.register_table(TABLE, Arc::new(ListingTable::try_new(cfg)?))?;
+    let _ = ctx.deregister_table(IDS_TABLE)?;
+    ctx.register_table(IDS_TABLE, Arc::new(ListingTable::try_new(cfg)?))?;
+    let mut cols: Vec<String> = schema().fields().iter().map(|f| format!("\"{}\"", f.name())).collect();
+    cols.push("date".into());
+    cols.push("hour".into());
+    cols.extend(crate::query::row_tag_name_columns());
+    engine.run_blocking(&format!("CREATE OR REPLACE VIEW {TABLE} AS SELECT {} FROM {IDS_TABLE}", cols.join(", ")))?;
     Ok(())
 }
 
@@ -308,6 +355,54 @@ mod tests {
         assert_eq!(parse_labels_json("{}").unwrap(), vec![]);
         assert!(parse_labels_json("{\"a\":").is_none());
         assert!(parse_labels_json("").is_none());
+    }
+
+    #[test]
+    fn tagged_samples_names_and_old_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::local(dir.path()).unwrap();
+        let t = 1_714_557_600_000;
+        // a file from before the tag columns existed: still read, ids null
+        let old = Arc::new(Schema::new(schema().fields().iter().take(5).cloned().collect::<Vec<_>>()));
+        let full = to_batch(&[Sample { metric: "up".into(), labels: vec![], time_ms: t, value: 1.0 }]).unwrap();
+        let old_batch = RecordBatch::try_new(old, full.columns().iter().take(5).cloned().collect()).unwrap();
+        let props = writer_properties(1024, 1).unwrap();
+        let h = Hour::from_us(t as u64 * 1000);
+        storage
+            .put_atomic(
+                &format!("table={TABLE}/{}/{}", h.dir(), part_name()),
+                encode_parquet(&[old_batch], &props).unwrap(),
+            )
+            .unwrap();
+        let mut w = SampleWriter::new(storage.clone(), 1000, Duration::from_secs(10)).unwrap();
+        let pod = UniversalTags { pod_id: 1, pod_ns_id: 1, ..Default::default() };
+        let l = vec![("job".to_string(), "j".to_string())];
+        w.append_tagged([(Sample { metric: "up".into(), labels: l, time_ms: t + 1000, value: 2.0 }, pod)]).unwrap();
+        w.flush().unwrap();
+        let q = Arc::new(QueryEngine::open(storage).unwrap());
+        register(&q).unwrap();
+        let mut d = deepflow_tagging::DictionarySet::new();
+        d.intern(deepflow_tagging::ResourceKind::Pod, "c1/shop/web-1", "web-1").unwrap();
+        d.intern(deepflow_tagging::ResourceKind::PodNs, "c1/shop", "shop").unwrap();
+        q.set_tags(&d, None).unwrap();
+        let out = q.query("SELECT value, pod_id, pod, pod_ns, service FROM prometheus ORDER BY value").unwrap();
+        let mut text = Vec::new();
+        crate::format::write_batches(&out, crate::OutputFormat::Csv, &mut text).unwrap();
+        assert_eq!(String::from_utf8(text).unwrap(), "value,pod_id,pod,pod_ns,service\n1.0,,,,\n2.0,1,web-1,shop,\n");
+        // PromQL: df_ labels for the tagged series only
+        let e = promql::PromEngine::new(q.clone());
+        let r = q.storage().runtime().block_on(e.instant("up", t + 2000)).unwrap();
+        let promql::QueryResult::Vector(_, v) = r else { panic!("{r:?}") };
+        let mut labels: Vec<_> = v.into_iter().map(|s| s.labels).collect();
+        labels.sort();
+        let ls = |x: &[(&str, &str)]| x.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<Vec<_>>();
+        assert_eq!(
+            labels,
+            vec![
+                ls(&[("__name__", "up")]),
+                ls(&[("__name__", "up"), ("df_pod", "web-1"), ("df_pod_ns", "shop"), ("job", "j")]),
+            ]
+        );
     }
 
     #[test]

@@ -25,13 +25,16 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use datafusion::arrow::array::{Array, Float64Array, StringArray, TimestampMillisecondArray};
+use datafusion::arrow::array::{
+    Array, AsArray, Float64Array, RecordBatch, StringArray, TimestampMillisecondArray, UInt32Array,
+};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, UInt32Type};
+use deepflow_tagging::{ResourceKind, TAG_COLUMNS};
 use promql_parser::label::{MatchOp, Matcher, Matchers};
 use promql_parser::parser::{self, Expr, LabelModifier, Offset, VectorMatchCardinality, VectorSelector};
 
-use super::{TABLE, parse_labels_json};
+use super::{TABLE, TAG_LABEL_PREFIX, parse_labels_json};
 use crate::QueryEngine;
 use crate::storage::Hour;
 
@@ -203,7 +206,52 @@ fn sel_key(vs: &VectorSelector) -> String {
     format!("{vs}")
 }
 
+/// The tag ids of a series, in [`TAG_COLUMNS`] order.
+type TagIds = [u32; 12];
+
+/// The tag id columns of a batch of the samples table (missing or null = 0).
+fn tag_id_columns(b: &RecordBatch) -> Res<Vec<Option<UInt32Array>>> {
+    TAG_COLUMNS
+        .iter()
+        .map(|c| match b.column_by_name(c) {
+            Some(a) => Ok(Some(cast(a, &DataType::UInt32)?.as_primitive::<UInt32Type>().clone())),
+            None => Ok(None),
+        })
+        .collect()
+}
+
+fn tag_ids(cols: &[Option<UInt32Array>], i: usize) -> TagIds {
+    let mut out = [0u32; 12];
+    for (o, c) in out.iter_mut().zip(cols) {
+        if let Some(c) = c
+            && c.is_valid(i)
+        {
+            *o = c.value(i);
+        }
+    }
+    out
+}
+
 impl PromEngine {
+    /// Adds `df_<kind>` labels with the names of the non-zero tag ids (series written without
+    /// tags keep exactly their own labels).
+    fn add_tag_labels(&self, ls: &mut Labels, ids: &TagIds) {
+        for (base, &id) in TAG_COLUMNS.iter().zip(ids) {
+            if id == 0 {
+                continue;
+            }
+            let kind = base.strip_suffix("_id").and_then(|k| ResourceKind::ALL.into_iter().find(|r| r.name() == k));
+            if let Some(kind) = kind
+                && let Some(name) = self.store.tag_name(kind, id).filter(|n| !n.is_empty())
+            {
+                ls.retain(|(k, _)| {
+                    !(k.starts_with(TAG_LABEL_PREFIX) && k.get(TAG_LABEL_PREFIX.len()..) == Some(kind.name()))
+                });
+                ls.push((format!("{TAG_LABEL_PREFIX}{}", kind.name()), name));
+            }
+        }
+    }
+
     /// An engine over a query engine on which [`super::register`] was called.
     pub fn new(store: Arc<QueryEngine>) -> PromEngine {
         PromEngine { store, lookback_ms: LOOKBACK_MS }
@@ -237,8 +285,9 @@ impl PromEngine {
 
     async fn select_samples(&self, vs: &VectorSelector, from: i64, to: i64) -> Res<Vec<Series>> {
         let mut sql = format!(
-            "SELECT metric_name, labels, time, value FROM {TABLE} WHERE time >= to_timestamp_millis({from}) \
+            "SELECT metric_name, labels, time, value, {} FROM {TABLE} WHERE time >= to_timestamp_millis({from}) \
              AND time <= to_timestamp_millis({to}) AND date >= {} AND date <= {}",
+            TAG_COLUMNS.join(", "),
             sql_str(&date_of(from)),
             sql_str(&date_of(to))
         );
@@ -253,8 +302,9 @@ impl PromEngine {
             sql.push_str(&format!(" AND metric_name = {}", sql_str(n)));
         }
         let batches = self.store.query_async(&sql).await?;
-        // (name, labels json) -> series index; parsed labels cached per distinct series
-        let mut index: HashMap<(String, String), Option<usize>> = HashMap::new();
+        // (name, labels json, tag ids) -> series index; parsed labels cached per distinct series
+        let mut index: HashMap<(String, String, TagIds), Option<usize>> = HashMap::new();
+        let mut by_labels: HashMap<Labels, usize> = HashMap::new();
         let mut out: Vec<Series> = Vec::new();
         for b in &batches {
             let (Some(n), Some(l), Some(t), Some(v)) = (
@@ -275,19 +325,25 @@ impl PromEngine {
             ) else {
                 return exec("prometheus table with unexpected column types");
             };
+            let ids = tag_id_columns(b)?;
             for i in 0..b.num_rows() {
-                let key = (n.value(i).to_string(), l.value(i).to_string());
+                let key = (n.value(i).to_string(), l.value(i).to_string(), tag_ids(&ids, i));
                 let slot = match index.get(&key) {
                     Some(s) => *s,
                     None => {
                         let mut ls = parse_labels_json(&key.1).unwrap_or_default();
                         ls.push((NAME.to_string(), key.0.clone()));
+                        self.add_tag_labels(&mut ls, &key.2);
                         ls.sort();
-                        let s = if sel_matches(&ls, vs) {
-                            out.push(Series { labels: ls, points: Vec::new() });
-                            Some(out.len() - 1)
-                        } else {
+                        let s = if !sel_matches(&ls, vs) {
                             None
+                        } else if let Some(&same) = by_labels.get(&ls) {
+                            // other ids with the same names (or none loaded): one series
+                            Some(same)
+                        } else {
+                            out.push(Series { labels: ls.clone(), points: Vec::new() });
+                            by_labels.insert(ls, out.len() - 1);
+                            Some(out.len() - 1)
                         };
                         index.insert(key, s);
                         s
@@ -430,8 +486,9 @@ impl PromEngine {
             return self.series(selectors, start, end).await;
         }
         let sql = format!(
-            "SELECT DISTINCT metric_name, labels FROM {TABLE} WHERE time >= to_timestamp_millis({start}) \
+            "SELECT DISTINCT metric_name, labels, {} FROM {TABLE} WHERE time >= to_timestamp_millis({start}) \
              AND time <= to_timestamp_millis({end}) AND date >= {} AND date <= {}",
+            TAG_COLUMNS.join(", "),
             sql_str(&date_of(start)),
             sql_str(&date_of(end))
         );
@@ -444,9 +501,11 @@ impl PromEngine {
             else {
                 continue;
             };
+            let ids = tag_id_columns(&b)?;
             for i in 0..b.num_rows() {
                 let mut ls = parse_labels_json(l.value(i)).unwrap_or_default();
                 ls.push((NAME.to_string(), n.value(i).to_string()));
+                self.add_tag_labels(&mut ls, &tag_ids(&ids, i));
                 ls.sort();
                 out.push(ls);
             }

@@ -13,7 +13,6 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::middleware;
 use axum::response::Response;
-use deepflow_store::writer::Storable;
 use deepflow_store::{Storage, StoreWriter, WriterOptions};
 
 use crate::AppState;
@@ -89,20 +88,6 @@ impl ApmSink {
     fn lock(&self) -> std::sync::MutexGuard<'_, StoreWriter> {
         self.writer.lock().unwrap_or_else(|e| e.into_inner())
     }
-
-    /// Appends rows (on a blocking thread); a 500 response when the store fails.
-    pub async fn append<R: Storable>(self: &Arc<Self>, rows: Vec<R>) -> Result<(), Response> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let s = self.clone();
-        let res = tokio::task::spawn_blocking(move || s.lock().extend(rows)).await;
-        match res {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(crate::json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", &e.to_string())),
-            Err(e) => Err(crate::json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", &e.to_string())),
-        }
-    }
 }
 
 impl ApmSink {
@@ -113,6 +98,24 @@ impl ApmSink {
         }
         let s = self.clone();
         match tokio::task::spawn_blocking(move || crate::tags::append_l7(&mut s.lock(), rows)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(crate::json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", &e.to_string())),
+            Err(e) => Err(crate::json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", &e.to_string())),
+        }
+    }
+}
+
+impl ApmSink {
+    /// Appends profile rows (on a blocking thread), tagged by `--inventory` ([`crate::tags`]).
+    pub async fn append_profiles(
+        self: &Arc<Self>,
+        rows: Vec<deepflow_core::record::ProfileSample>,
+    ) -> Result<(), Response> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let s = self.clone();
+        match tokio::task::spawn_blocking(move || crate::tags::append_profiles(&mut s.lock(), rows)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(crate::json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", &e.to_string())),
             Err(e) => Err(crate::json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", &e.to_string())),

@@ -329,8 +329,10 @@ async fn remote_write_handler(State(st): St, body: Bytes) -> Response {
         Err(e) => return json_error(StatusCode::BAD_REQUEST, "bad_data", &format!("remote_write: {e}")),
     };
     let n = samples.len();
-    let res =
-        tokio::task::spawn_blocking(move || st.samples.lock().unwrap_or_else(|e| e.into_inner()).append(samples)).await;
+    let res = tokio::task::spawn_blocking(move || {
+        tags::append_samples(&mut st.samples.lock().unwrap_or_else(|e| e.into_inner()), samples)
+    })
+    .await;
     match res {
         Ok(Ok(())) => (StatusCode::NO_CONTENT, [("x-deepflow-samples", n.to_string())]).into_response(),
         Ok(Err(e)) => json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", &e.to_string()),

@@ -4,7 +4,8 @@
 //! Decoding and mapping are `deepflow_protocols::ingest::otlp`: spans become `l7_flow_log` rows
 //! (`signal_source = otel`), metric points samples of the `prometheus` table (queried by PromQL
 //! like remote_write samples), log records rows of the `log` table. Rows are buffered and
-//! written at least every `--flush-ms` (the same loss window as remote_write).
+//! written at least every `--flush-ms` (the same loss window as remote_write). With
+//! `--inventory` all three are tagged ([`crate::tags`]).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -96,14 +97,16 @@ impl Otlp {
             .map(|s| Sample { metric: s.metric, labels: s.labels, time_ms: s.time_ms, value: s.value })
             .collect();
         let n = samples.len();
-        self.samples.lock().unwrap_or_else(|e| e.into_inner()).append(samples).map_err(|e| e.to_string())?;
+        let mut w = self.samples.lock().unwrap_or_else(|e| e.into_inner());
+        crate::tags::append_samples(&mut w, samples).map_err(|e| e.to_string())?;
         Ok(n)
     }
 
     fn store_logs(&self, req: &ExportLogsServiceRequest) -> Result<usize, String> {
         let rows = otlp::logs_to_records(req);
         let n = rows.len();
-        self.store.lock().unwrap_or_else(|e| e.into_inner()).extend(rows).map_err(|e| e.to_string())?;
+        let mut w = self.store.lock().unwrap_or_else(|e| e.into_inner());
+        crate::tags::append_logs(&mut w, rows).map_err(|e| e.to_string())?;
         Ok(n)
     }
 

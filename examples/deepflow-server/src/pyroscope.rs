@@ -1,6 +1,6 @@
 //! Pyroscope ingest: `POST /ingest` (the Pyroscope server's upload API) on the main HTTP port.
 //! Bodies are decoded by `deepflow_protocols::ingest::pyroscope` (folded, lines, pprof, plain or
-//! gzip, bare or multipart) into `profile` rows.
+//! gzip, bare or multipart) into `profile` rows, tagged with `--inventory` ([`crate::tags`]).
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -48,7 +48,7 @@ async fn ingest(
         Err(e) => return crate::json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", &e.to_string()),
     };
     let n = rows.len();
-    if let Err(r) = sink.append(rows).await {
+    if let Err(r) = sink.append_profiles(rows).await {
         return r;
     }
     let body = serde_json::json!({"status": "success", "rows": n});

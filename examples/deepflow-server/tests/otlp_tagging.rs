@@ -5,7 +5,15 @@
 //! only; after a restart without `--inventory` the names still resolve from the dictionaries
 //! saved under the data directory. A bad inventory stops the server with the reason.
 //!
-//! The SDK test skips with a message when the Python packages are missing
+//! The rows about one resource are tagged too: OTLP metrics and logs (the Python SDK again,
+//! tests/otlp_tagged_signals.py), remote_write samples (a body built with the crate's own
+//! encoder, `deepflow_store::prom::remote_write::encode`, not a real Prometheus: the resolution
+//! reads only the labels, which the encoder sends as Prometheus would) and Pyroscope `/ingest`
+//! uploads (folded stacks): the `log`, `prometheus` and `profile` views show the names (`pod`,
+//! `service`, ...), their `*_ids` tables integers (0 when nothing matched), and PromQL adds
+//! `df_pod`, `df_service`, ... to tagged series only.
+//!
+//! The SDK tests skip with a message when the Python packages are missing
 //! (scripts/install-python-deps.sh installs them into /opt/deepflow-venv).
 
 mod common;
@@ -15,6 +23,7 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{Server, free_port, start};
+use deepflow_store::prom::{Sample, remote_write};
 
 const TOKEN: &str = "tag-s3cret";
 
@@ -241,4 +250,185 @@ fn bad_inventory_stops_the_server_with_the_reason() {
         assert!(!out.status.success(), "{err}");
         assert!(err.contains("--inventory") && err.contains(want), "{err}");
     }
+}
+
+const NAMES1: &str = "pod, pod_group, service, pod_ns, pod_cluster, l3_epc";
+
+/// Expected names of a one-resource row: `(pod, workload, service)`, all in c1/shop/prod when
+/// any is set (null columns are left out by the SQL API).
+fn expect1((pod, group, svc): Side) -> serde_json::Value {
+    let v = expect((None, None, None), (pod, group, svc));
+    serde_json::Value::Object(
+        v.as_object().unwrap().iter().map(|(k, v)| (k.trim_end_matches("_1").to_string(), v.clone())).collect(),
+    )
+}
+
+fn urlenc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[test]
+fn ingested_metrics_logs_samples_profiles_carry_inventory_tags() {
+    let Some(py) = python() else {
+        eprintln!(
+            "SKIP ingested_metrics_logs_samples_profiles_carry_inventory_tags: the OpenTelemetry Python SDK is \
+             not installed (run scripts/install-python-deps.sh)"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let inv = dir.path().join("inventory.yaml");
+    std::fs::write(&inv, INVENTORY).unwrap();
+    let http = free_port();
+    let h = format!("127.0.0.1:{http}");
+    let s = start(
+        &data,
+        Some(TOKEN),
+        &[
+            "--flush-ms",
+            "100",
+            "--otlp-http-listen",
+            &h,
+            "--otlp-grpc-listen",
+            "off",
+            "--skywalking-grpc",
+            "",
+            "--inventory",
+            inv.to_str().unwrap(),
+        ],
+    );
+    wait_port(http);
+
+    // OTLP metrics and logs from the SDK
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/otlp_tagged_signals.py");
+    let out = Command::new(&py)
+        .args([script, "--endpoint", &format!("http://127.0.0.1:{http}"), "--token", TOKEN])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // remote_write
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
+    let rw = |case: &str, labels: &[(&str, &str)]| {
+        let mut l: Vec<(String, String)> = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        l.push(("case".into(), case.into()));
+        l.sort();
+        Sample { metric: "rw_tag".into(), labels: l, time_ms: now, value: 1.0 }
+    };
+    let samples = [
+        rw("ip", &[("instance", "10.1.0.6:8080"), ("job", "shop")]),
+        rw("pod", &[("pod", "web-1"), ("namespace", "shop"), ("instance", "web-1:9100")]),
+        rw("service", &[("service", "db"), ("instance", "db:9187")]),
+        rw("unknown", &[("instance", "192.0.2.9:80"), ("job", "nobody")]),
+    ];
+    let r = s.post("/api/v1/write", "application/x-protobuf", None, &remote_write::encode(&samples));
+    assert_eq!(r.status, 204, "{}", r.text());
+
+    // Pyroscope
+    for (name, body) in [
+        ("cartapp.cpu{pod=cart-1,namespace=shop}", "main;work 5\n"),
+        ("ipapp.cpu{ip=10.1.0.6}", "main;work 5\n"),
+        ("webapp.cpu{hostname=web-1}", "main;serve 3\n"),
+        ("payments.cpu", "main;charge 2\n"),
+        ("ghost.cpu{hostname=ghost}", "main;boo 1\n"),
+    ] {
+        let q = format!("/ingest?name={}&from=1700000000&until=1700000010&format=folded", urlenc(name));
+        let r = s.post(&q, "text/plain", None, body.as_bytes());
+        assert_eq!(r.status, 200, "{name}: {}", r.text());
+    }
+
+    let cart = (Some("cart-1"), Some("cart"), Some("cart-svc"));
+    let web = (Some("web-1"), Some("web"), Some("web-svc"));
+    let payments = (None, None, Some("payments"));
+    let none = (None, None, None);
+    let one = |sql: String| rows(&s, &sql, 1).remove(0);
+
+    // OTLP logs: by pod name + namespace, by IP, by service name, by host name (a pod), nothing
+    for (case, want) in [("pod", cart), ("ip", web), ("name", payments), ("host", web), ("unknown", none)] {
+        let got = one(format!("SELECT {NAMES1} FROM log WHERE body = 'tagging {case}'"));
+        assert_eq!(got, expect1(want), "log {case}");
+    }
+    // OTLP metrics (the same resources)
+    for (case, want) in [("pod", cart), ("ip", web), ("name", payments), ("host", web), ("unknown", none)] {
+        let got = one(format!(
+            "SELECT DISTINCT {NAMES1} FROM prometheus WHERE metric_name = 'tag_test_requests_total' \
+             AND labels LIKE '%\"case\":\"{case}\"%'"
+        ));
+        assert_eq!(got, expect1(want), "OTLP metric {case}");
+    }
+    // remote_write: instance IP, pod/namespace labels, service label, nothing
+    let db = (None, None, Some("db"));
+    for (case, want) in [("ip", cart), ("pod", web), ("service", db), ("unknown", none)] {
+        let got = one(format!(
+            "SELECT {NAMES1} FROM prometheus WHERE metric_name = 'rw_tag' AND labels LIKE '%\"case\":\"{case}\"%'"
+        ));
+        assert_eq!(got, expect1(want), "remote_write {case}");
+    }
+    // Pyroscope: pod/namespace labels, ip label, hostname (a pod), application name, nothing
+    for (app, want) in [("cartapp", cart), ("ipapp", cart), ("webapp", web), ("payments", payments), ("ghost", none)] {
+        let got = one(format!("SELECT DISTINCT {NAMES1} FROM profile WHERE app_service = '{app}'"));
+        assert_eq!(got, expect1(want), "profile {app}");
+    }
+
+    // stored: integers only, 0 where nothing matched
+    for (sql, n) in [
+        ("SELECT pod_id, service_id, pod_ns_id FROM log_ids ORDER BY body", 5),
+        ("SELECT pod_id, service_id, pod_ns_id FROM profile_ids ORDER BY app_service", 5),
+        // the SDK may export its cumulative counter more than once: one row per series
+        ("SELECT DISTINCT labels, pod_id, service_id, pod_ns_id FROM prometheus_ids", 9),
+    ] {
+        let r = rows(&s, sql, n);
+        for row in &r {
+            for (k, v) in row.as_object().unwrap().iter().filter(|(k, _)| k.ends_with("_id")) {
+                assert!(v.is_u64(), "{sql}: {k} = {v} in {row}");
+            }
+        }
+        assert!(r.iter().any(|x| x["pod_id"] == 0 && x["service_id"] == 0), "{sql}: {r:?}");
+        assert!(r.iter().any(|x| x["pod_id"].as_u64().unwrap() > 0), "{sql}: {r:?}");
+    }
+    let unknown = one("SELECT pod_id, service_id FROM log_ids WHERE body = 'tagging unknown'".into());
+    assert_eq!(unknown, serde_json::json!({"pod_id": 0, "service_id": 0}));
+
+    // PromQL: tagged series get df_ labels with the names, the untagged one exactly its own
+    let r = s.get(&format!("/api/v1/query?query={}", urlenc("rw_tag")));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    let res = v["data"]["result"].as_array().unwrap();
+    assert_eq!(res.len(), 4, "{v}");
+    let metric = |case: &str| res.iter().find(|x| x["metric"]["case"] == case).unwrap()["metric"].clone();
+    let ip = metric("ip");
+    assert_eq!(ip["df_pod"], "cart-1", "{ip}");
+    assert_eq!(ip["df_pod_ns"], "shop", "{ip}");
+    assert_eq!(ip["df_service"], "cart-svc", "{ip}");
+    assert_eq!(ip["instance"], "10.1.0.6:8080", "{ip}");
+    assert_eq!(
+        metric("unknown"),
+        serde_json::json!({"__name__": "rw_tag", "case": "unknown", "instance": "192.0.2.9:80", "job": "nobody"})
+    );
+    let r = s.get(&format!("/api/v1/query?query={}", urlenc("sum by (df_pod) (tag_test_requests_total)")));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let pods: Vec<String> =
+        r.json()["data"]["result"].as_array().unwrap().iter().map(|x| x["metric"]["df_pod"].to_string()).collect();
+    assert!(pods.contains(&"\"cart-1\"".to_string()) && pods.contains(&"\"web-1\"".to_string()), "{pods:?}");
+
+    // restart without --inventory: the saved dictionaries still name the stored ids
+    drop(s);
+    let s =
+        start(&data, Some(TOKEN), &["--otlp-http-listen", "off", "--otlp-grpc-listen", "off", "--skywalking-grpc", ""]);
+    let got = rows(&s, &format!("SELECT {NAMES1} FROM log WHERE body = 'tagging pod'"), 1).remove(0);
+    assert_eq!(got, expect1(cart));
+    let got = rows(&s, &format!("SELECT DISTINCT {NAMES1} FROM profile WHERE app_service = 'webapp'"), 1).remove(0);
+    assert_eq!(got, expect1(web));
 }
