@@ -184,6 +184,66 @@ fn name_views_with_tag_dictionaries() {
     );
 }
 
+/// `log` and `profile` carry one suffix-less set of tag ids (the emitting resource) named by
+/// their views; files written before those columns existed still read, with null ids and names.
+#[test]
+fn log_and_profile_row_tags_and_older_files() {
+    use deepflow_core::record::{LogRecord, ProfileSample};
+    use deepflow_store::Record;
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::local(dir.path()).unwrap();
+    let tagger =
+        Arc::new(Tagger::new(TaggerOptions { default_vpc: Some("prod".into()), ..Default::default() }).unwrap());
+    tagger.update_source("inv", Inventory::parse(INVENTORY, Format::Yaml, "inv.yaml").unwrap()).unwrap();
+    let web1 = tagger.snapshot().tag(&deepflow_tagging::Endpoint::ip(ip("10.1.0.1")));
+    assert!(web1.pod_id > 0);
+    let log = |body: &str| LogRecord { time: T0_US, body: body.into(), signal_source: "otel", ..Default::default() };
+    let prof = |app: &str| ProfileSample {
+        time: T0_US,
+        app_service: app.into(),
+        stack: "main;work".into(),
+        value: 1,
+        signal_source: "pyroscope",
+        ..Default::default()
+    };
+    // older files: the schema without the trailing 12 tag columns
+    let props = deepflow_store::writer::writer_properties(1024, 1).unwrap();
+    let hour = deepflow_store::storage::Hour::from_us(T0_US).dir();
+    let old = |b: RecordBatch| {
+        let keep = b.num_columns() - 12;
+        assert_eq!(b.schema().field(keep).name(), "region_id");
+        b.project(&(0..keep).collect::<Vec<_>>()).unwrap()
+    };
+    let old_log = old(LogRecord::to_batch(&untagged(&[log("old")])).unwrap());
+    let old_prof = old(ProfileSample::to_batch(&untagged(&[prof("old")])).unwrap());
+    for (t, b) in [("log", old_log), ("profile", old_prof)] {
+        let bytes = deepflow_store::writer::encode_parquet(&[b], &props).unwrap();
+        storage.put_atomic(&format!("table={t}/{hour}/part-0-old.parquet"), bytes).unwrap();
+    }
+    let mut w = StoreWriter::open(storage.clone(), WriterOptions::default().with_tagger(tagger.clone())).unwrap();
+    w.append_tagged(TaggedRow { row: log("new"), tags_0: web1, tags_1: Default::default() }).unwrap();
+    w.append_tagged(TaggedRow { row: prof("new"), tags_0: web1, tags_1: Default::default() }).unwrap();
+    // plain appends are untagged (0), whatever the tagger
+    w.append(log("plain")).unwrap();
+    w.close().unwrap();
+    let engine = QueryEngine::open(storage).unwrap();
+    let csv = |sql: &str| {
+        let mut out = Vec::new();
+        deepflow_store::format::write_batches(&engine.query(sql).unwrap(), OutputFormat::Csv, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    };
+    assert_eq!(
+        csv(
+            "SELECT body, pod_id IS NULL AS null_id, pod_id > 0 AS tagged, pod, pod_ns, pod_group, service FROM log ORDER BY body"
+        ),
+        "body,null_id,tagged,pod,pod_ns,pod_group,service\nnew,false,true,web-1,shop,web,web-svc\nold,true,,,,,\nplain,false,false,,,,\n"
+    );
+    assert_eq!(
+        csv("SELECT app_service, pod, pod_cluster, l3_epc FROM profile ORDER BY app_service"),
+        "app_service,pod,pod_cluster,l3_epc\nnew,web-1,c1,prod\nold,,,\n"
+    );
+}
+
 fn now_after_t0(hours: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_micros(T0_US + hours * HOUR_US)
 }
