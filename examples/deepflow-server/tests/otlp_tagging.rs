@@ -11,7 +11,9 @@
 //! reads only the labels, which the encoder sends as Prometheus would) and Pyroscope `/ingest`
 //! uploads (folded stacks): the `log`, `prometheus` and `profile` views show the names (`pod`,
 //! `service`, ...), their `*_ids` tables integers (0 when nothing matched), and PromQL adds
-//! `df_pod`, `df_service`, ... to tagged series only.
+//! `df_pod`, `df_service`, ... to tagged series only. A real Prometheus (Debian `prometheus`,
+//! scraping itself under three jobs) remote_writing to the server gets its series tagged by the
+//! scrape address and by target labels; skipped with a message when it is not installed.
 //!
 //! The SDK tests skip with a message when the Python packages are missing
 //! (scripts/install-python-deps.sh installs them into /opt/deepflow-venv).
@@ -431,4 +433,102 @@ fn ingested_metrics_logs_samples_profiles_carry_inventory_tags() {
     assert_eq!(got, expect1(cart));
     let got = rows(&s, &format!("SELECT DISTINCT {NAMES1} FROM profile WHERE app_service = 'webapp'"), 1).remove(0);
     assert_eq!(got, expect1(web));
+}
+
+struct Prom(std::process::Child);
+
+impl Drop for Prom {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn real_prometheus_remote_write_is_tagged() {
+    let Some(bin) =
+        ["/usr/bin/prometheus", "/usr/local/bin/prometheus"].into_iter().find(|p| std::path::Path::new(p).exists())
+    else {
+        eprintln!("SKIP real_prometheus_remote_write_is_tagged: prometheus is not installed");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("inventory.yaml");
+    // a pod at the loopback address Prometheus scrapes itself on
+    let inventory =
+        INVENTORY.replace("services:", "  - {name: prom-0, cluster: c1, namespace: shop, ips: [127.0.0.1]}\nservices:");
+    std::fs::write(&inv, inventory).unwrap();
+    let s = start(
+        &dir.path().join("data"),
+        Some(TOKEN),
+        &[
+            "--flush-ms",
+            "100",
+            "--otlp-http-listen",
+            "off",
+            "--otlp-grpc-listen",
+            "off",
+            "--skywalking-grpc",
+            "",
+            "--inventory",
+            inv.to_str().unwrap(),
+        ],
+    );
+    let port = free_port();
+    // job a: by the scrape address; job b: by target labels (localhost is not an address);
+    // job c: nothing to go by
+    let cfg = format!(
+        r#"global:
+  scrape_interval: 1s
+scrape_configs:
+  - job_name: a
+    static_configs: [{{targets: ['127.0.0.1:{port}']}}]
+  - job_name: b
+    static_configs: [{{targets: ['localhost:{port}'], labels: {{pod: web-1, namespace: shop}}}}]
+  - job_name: c
+    static_configs: [{{targets: ['localhost:{port}']}}]
+remote_write:
+  - url: http://{addr}/api/v1/write
+    authorization: {{credentials: {TOKEN}}}
+    queue_config: {{batch_send_deadline: 1s, min_backoff: 100ms, max_backoff: 1s}}
+"#,
+        addr = s.addr
+    );
+    let cfg_path = dir.path().join("prometheus.yml");
+    std::fs::write(&cfg_path, cfg).unwrap();
+    let _prom = Prom(
+        Command::new(bin)
+            .arg(format!("--config.file={}", cfg_path.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("prometheus.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let prom0 = (Some("prom-0"), None, None);
+    let web = (Some("web-1"), Some("web"), Some("web-svc"));
+    for (job, want) in [("a", prom0), ("b", web), ("c", (None, None, None))] {
+        let sql = format!(
+            "SELECT DISTINCT pod, service, pod_ns, pod_cluster, l3_epc FROM prometheus \
+             WHERE metric_name = 'up' AND labels LIKE '%\"job\":\"{job}\"%'"
+        );
+        let mut want = expect1(want);
+        want.as_object_mut().unwrap().remove("pod_group");
+        assert_eq!(rows(&s, &sql, 1).remove(0), want, "job {job}");
+    }
+    // PromQL: the tagged series carry df_ labels, the untagged one exactly Prometheus's labels
+    let r = s.get(&format!("/api/v1/query?query={}", urlenc("up")));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    let res = v["data"]["result"].as_array().unwrap();
+    let metric = |job: &str| res.iter().find(|x| x["metric"]["job"] == job).unwrap()["metric"].clone();
+    assert_eq!(metric("a")["df_pod"], "prom-0", "{v}");
+    assert_eq!(metric("b")["df_pod"], "web-1", "{v}");
+    assert_eq!(metric("b")["df_service"], "web-svc", "{v}");
+    assert_eq!(
+        metric("c"),
+        serde_json::json!({"__name__": "up", "instance": format!("localhost:{port}"), "job": "c"}),
+        "{v}"
+    );
 }
