@@ -9,7 +9,7 @@
 //! tests/otlp_tagged_signals.py), remote_write samples (a body built with the crate's own
 //! encoder, `deepflow_store::prom::remote_write::encode`, not a real Prometheus: the resolution
 //! reads only the labels, which the encoder sends as Prometheus would) and Pyroscope `/ingest`
-//! uploads (folded stacks): the `log`, `prometheus` and `profile` views show the names (`pod`,
+//! uploads (folded stacks, and the real pyroscope-io client with pod/namespace tags): the `log`, `prometheus` and `profile` views show the names (`pod`,
 //! `service`, ...), their `*_ids` tables integers (0 when nothing matched), and PromQL adds
 //! `df_pod`, `df_service`, ... to tagged series only. A real Prometheus (Debian `prometheus`,
 //! scraping itself under three jobs) remote_writing to the server gets its series tagged by the
@@ -424,6 +424,23 @@ fn ingested_metrics_logs_samples_profiles_carry_inventory_tags() {
     let pods: Vec<String> =
         r.json()["data"]["result"].as_array().unwrap().iter().map(|x| x["metric"]["df_pod"].to_string()).collect();
     assert!(pods.contains(&"\"cart-1\"".to_string()) && pods.contains(&"\"web-1\"".to_string()), "{pods:?}");
+
+    // the real pyroscope-io client (pprof uploads) with pod/namespace tags
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pyroscope_tagged.py");
+    let ok = Command::new(&py).args(["-c", "import pyroscope"]).status().is_ok_and(|x| x.success());
+    if ok {
+        let out = Command::new(&py).args([script, &s.url(""), "tagged.busy", "3", TOKEN]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let got = one(format!("SELECT DISTINCT {NAMES1} FROM profile WHERE app_service = 'tagged.busy'"));
+        assert_eq!(got, expect1(cart), "pyroscope-io");
+    } else {
+        eprintln!("SKIP pyroscope-io part: pyroscope-io is not installed (run scripts/install-python-deps.sh)");
+    }
 
     // restart without --inventory: the saved dictionaries still name the stored ids
     drop(s);
