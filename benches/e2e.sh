@@ -21,20 +21,25 @@ if [ -z "$file" ]; then
 fi
 # --workspace: the same feature set as every other build here (a -p build would resolve other
 # features and rebuild DataFusion)
-cargo build --release -q --workspace --bin deepflow-agent
-agent="$CARGO_TARGET_DIR/release/deepflow-agent"
+agent="${AGENT:-$CARGO_TARGET_DIR/release/deepflow-agent}"
+# AGENT=path skips the build (a `--bin` build resolves other features than `--bins --examples`)
+[ -n "${AGENT:-}" ] || cargo build --release -q --workspace --bins --examples
 mkdir -p bench-out
 packets=$(capinfos -c -M "$file" | awk -F: '/Number of packets/ {gsub(/ /,"",$2); print $2}')
 runs=${RUNS:-3}
 # Warm the page cache so every tool reads from memory.
 cat "$file" >/dev/null
 
+tf=$(mktemp)
+trap 'rm -f "$tf"' EXIT
 measure() { # name cmd...: best-of-$runs wall seconds and max RSS (KiB)
   local name=$1; shift
   local best="" rss=0
   for _ in $(seq "$runs"); do
     local out
-    out=$( { /usr/bin/time -f '%e %M' "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -1 )
+    # -o: the tool's own stderr goes to /dev/null, time's figures to a file
+    /usr/bin/time -o "$tf" -f '%e %M' "$@" >/dev/null 2>&1 || true
+    out=$(tail -1 "$tf")
     local t=${out% *} m=${out#* }
     if [ -z "$best" ] || awk "BEGIN{exit !($t < $best)}"; then best=$t; fi
     [ "$m" -gt "$rss" ] && rss=$m

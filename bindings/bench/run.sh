@@ -25,8 +25,11 @@ fi
 echo "capture: $pcap ($(stat -c %s "$pcap") bytes, $(capinfos -c -M "$pcap" 2>/dev/null | awk '/Number of packets/ {print $NF}') packets)"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/deepflow-rs-target}"
 target=$CARGO_TARGET_DIR
-cargo build -q --release --workspace --example rust_baseline  # --workspace: same features as other builds
+# the same selection as benches/e2e.sh: another selection (`--example X`, `-p X`) resolves other
+# features and rebuilds most of the workspace in release
+cargo build -q --release --workspace --bins --examples
 lib=$target/release
+[ -e "$lib/libdeepflow.so" ] || lib=$target/release/deps  # built as a dependency, not selected
 "$target/release/examples/rust_baseline" "$pcap" "$runs"
 cc -O2 -o "$work/bench_c" bindings/bench/bench.c -I bindings/c/include -L "$lib" -Wl,-rpath,"$lib" -ldeepflow
 "$work/bench_c" "$pcap" "$runs"

@@ -14,7 +14,8 @@ rounds=${1:-3}
 scripts/install-deps.sh bench >/dev/null
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/deepflow-rs-target}"
 if [ -z "${TRACE:-}" ]; then
-  cargo build -q --release -p deepflow-capture --features ebpf --example ebpf_trace
+  # the same selection as benches/e2e.sh and bindings/bench/run.sh (one release build for all)
+  cargo build -q --release --workspace --bins --examples
   TRACE=$CARGO_TARGET_DIR/release/examples/ebpf_trace
 fi
 work=$(mktemp -d /tmp/ebpf-overhead.XXXXXX)

@@ -510,7 +510,7 @@ impl L7Parser for AmqpParser {
         }
         if data.first() == Some(&b'A') {
             let n = data.len().min(8);
-            if data.get(..n) != PROTOCOL_HEADER.get(..n) && data.get(..4.min(n)) != Some(&b"AMQP"[..4.min(n)]) {
+            if data.get(..n) != PROTOCOL_HEADER.get(..n) && data.get(..4.min(n)) != b"AMQP".get(..4.min(n)) {
                 return ParseOutcome::Error(ParseErrorKind::Malformed);
             }
             if n < 8 {
