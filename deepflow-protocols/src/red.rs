@@ -21,7 +21,10 @@
 //! ```
 #![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+
+// seeded foldhash (hashbrown's default) instead of SipHash: these maps are updated per message
+use hashbrown::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use deepflow_core::record::{ApplicationMetrics, L7FlowLog, L7Protocol, LatencyHistogram, LogType, ResponseStatus};
