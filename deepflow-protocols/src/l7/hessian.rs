@@ -166,6 +166,22 @@ impl<'a> Reader<'a> {
         self.value_at(0)
     }
 
+    /// An int read inside a value at `depth` (counts against [`MAX_DEPTH`], unlike [`Self::int`]).
+    fn int_at(&mut self, depth: u8) -> Option<i64> {
+        match self.value_at(depth + 1)? {
+            Value::Int(i) => Some(i),
+            _ => None,
+        }
+    }
+
+    /// A string read inside a value at `depth` (counts against [`MAX_DEPTH`]).
+    fn string_at(&mut self, depth: u8) -> Option<String> {
+        match self.value_at(depth + 1)? {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
     fn members(&mut self, n: Option<usize>, depth: u8) -> Option<Vec<Value>> {
         let mut v = Vec::new();
         let mut i = 0usize;
@@ -261,6 +277,11 @@ impl<'a> Reader<'a> {
     /// is a draft class definition (a length, then that many Java type-name bytes) rather than
     /// a reference to a known class. Consumes nothing.
     fn draft_def_follows(&mut self) -> bool {
+        // only an int encoding can be the length: looking further (a nested `O`, a list...) would
+        // parse the same bytes twice per level, exponential in the nesting (found by cargo-fuzz)
+        if !matches!(self.b.get(self.pos), Some(0x38..=0x3f | 0x49 | 0x4c | 0x59 | 0x80..=0xff)) {
+            return false;
+        }
         let start = self.pos;
         let len = self.int();
         let end = self.pos;
@@ -278,16 +299,16 @@ impl<'a> Reader<'a> {
     fn draft_value(&mut self, t: u8, depth: u8) -> Option<Option<Value>> {
         let v = match t {
             b'O' => {
-                let len = usize::try_from(self.int()?).ok()?;
+                let len = usize::try_from(self.int_at(depth)?).ok()?;
                 let mut name = Vec::new();
                 self.chars(len, &mut name)?;
-                let n = self.int()?;
+                let n = self.int_at(depth)?;
                 if !(0..=4096).contains(&n) {
                     return Some(None);
                 }
                 let mut fields = Vec::new();
                 for _ in 0..n {
-                    fields.push(self.string()?);
+                    fields.push(self.string_at(depth)?);
                 }
                 if self.classes.len() < MAX_CLASSES {
                     self.classes.push((lossy(name), fields));
@@ -295,7 +316,7 @@ impl<'a> Reader<'a> {
                 self.value_at(depth + 1)
             }
             b'o' => {
-                let idx = self.int()?;
+                let idx = self.int_at(depth)?;
                 self.object(idx, depth)
             }
             b'V' | b'M' => {
@@ -321,8 +342,8 @@ impl<'a> Reader<'a> {
                 self.members(None, depth).map(Value::List)
             }
             b'v' => {
-                self.int()?;
-                let n = usize::try_from(self.int()?).ok()?;
+                self.int_at(depth)?;
+                let n = usize::try_from(self.int_at(depth)?).ok()?;
                 self.members(Some(n), depth).map(Value::List)
             }
             b'R' => Some(Value::Ref(i64::from(self.be(4)? as u32))),
@@ -375,14 +396,14 @@ impl<'a> Reader<'a> {
             0x20..=0x2f | 0x34..=0x37 | 0x41 | 0x42 => self.chunked(t, false)?,
             0x38..=0x3f => Value::Int(((i64::from(t) - 0x3c) << 16) | self.be(2)? as i64),
             0x43 => {
-                let name = self.string()?;
-                let n = self.int()?;
+                let name = self.string_at(depth)?;
+                let n = self.int_at(depth)?;
                 if !(0..=4096).contains(&n) {
                     return None;
                 }
                 let mut fields = Vec::new();
                 for _ in 0..n {
-                    fields.push(self.string()?);
+                    fields.push(self.string_at(depth)?);
                 }
                 if self.classes.len() < MAX_CLASSES {
                     self.classes.push((name, fields));
@@ -410,23 +431,23 @@ impl<'a> Reader<'a> {
             0x4c => Value::Int(self.be(8)? as i64),
             0x59 => Value::Int(i64::from(self.be(4)? as u32 as i32)),
             0x4f => {
-                let idx = self.int()?;
+                let idx = self.int_at(depth)?;
                 self.object(idx, depth)?
             }
             0x60..=0x6f => self.object(i64::from(t - 0x60), depth)?,
-            0x51 => Value::Ref(self.int()?),
+            0x51 => Value::Ref(self.int_at(depth)?),
             0x55 => {
                 self.type_name(depth)?;
                 Value::List(self.members(None, depth)?)
             }
             0x56 => {
                 self.type_name(depth)?;
-                let n = usize::try_from(self.int()?).ok()?;
+                let n = usize::try_from(self.int_at(depth)?).ok()?;
                 Value::List(self.members(Some(n), depth)?)
             }
             0x57 => Value::List(self.members(None, depth)?),
             0x58 => {
-                let n = usize::try_from(self.int()?).ok()?;
+                let n = usize::try_from(self.int_at(depth)?).ok()?;
                 Value::List(self.members(Some(n), depth)?)
             }
             0x70..=0x77 => {
@@ -530,6 +551,18 @@ pub(crate) mod write {
 #[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nested_draft_lookahead_is_not_exponential() {
+        // cargo-fuzz (sofarpc) found `O O O ...`: each `O` looked ahead by parsing the next value
+        // in full and then parsed it again, 2^n work; now the lookahead only reads an int.
+        let mut b = vec![b'O'; 4000];
+        b.push(0x90);
+        let _ = Reader::new(&b).value();
+        let mut b = b"O".repeat(2000);
+        b.extend(std::iter::repeat_n(0x91, 2000));
+        let _ = Reader::new(&b).value();
+    }
 
     #[test]
     fn forms() {
