@@ -36,9 +36,15 @@ impl L7Observer {
         L7Observer { engine: L7Engine::new(cfg), rows: Vec::new() }
     }
 
-    /// Takes the rows produced so far.
+    /// Takes the rows produced so far (the observer keeps its buffer's capacity).
     pub fn drain_rows(&mut self) -> Vec<L7FlowLog> {
-        std::mem::take(&mut self.rows)
+        self.rows.drain(..).collect()
+    }
+
+    /// Iterates over the rows produced so far, removing them; the buffer keeps its capacity,
+    /// so a consumer that drains often allocates nothing per batch.
+    pub fn drain_rows_iter(&mut self) -> std::vec::Drain<'_, L7FlowLog> {
+        self.rows.drain(..)
     }
 
     /// The engine (counters, configuration, parser registration).

@@ -500,9 +500,13 @@ fn run_parser(
             // Release messages the parser holds back (one HTTP/2 frame can complete several
             // streams): call it with no input while it keeps answering with a message.
             if !datagram && zero_progress == 0 {
+                // An empty slice inside `data`, not `&[]`: a dangling empty slice handed to
+                // libc's memcmp (a parser's `starts_with` on it) costs a masked vector load from
+                // an unmapped page, ~0.5 µs per call here (27 % of the L7 path on HTTP).
+                let empty = data.get(data.len()..).unwrap_or_default();
                 for _ in 0..MAX_HELD_BACK {
                     let mut ctx = ParseCtx { flow, dir, ts_us, datagram, counters };
-                    let ParseOutcome::Message(mut m, _) = parser.parse(&[], &mut ctx) else { break };
+                    let ParseOutcome::Message(mut m, _) = parser.parse(empty, &mut ctx) else { break };
                     stamp(&mut m, dbuf.start_ts.unwrap_or(ts_us), ts_us);
                     session.on_message(m, *pairing, scfg, flow, counters, out);
                 }

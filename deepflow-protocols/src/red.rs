@@ -61,6 +61,17 @@ pub struct RedCounters {
 
 type Key = (IpAddr, u16, L7Protocol, String);
 
+/// A [`Key`] with a borrowed endpoint: hashes like the tuple (same fields, same order; a
+/// `String` hashes as its `str`), so a row finds its metrics without allocating a key.
+#[derive(Hash)]
+struct KeyRef<'a>(IpAddr, u16, L7Protocol, &'a str);
+
+impl hashbrown::Equivalent<Key> for KeyRef<'_> {
+    fn equivalent(&self, k: &Key) -> bool {
+        self.0 == k.0 && self.1 == k.1 && self.2 == k.2 && self.3 == k.3
+    }
+}
+
 #[derive(Default)]
 struct Window {
     rows: HashMap<Key, ApplicationMetrics>,
@@ -118,9 +129,11 @@ impl RedAggregator {
     /// Adds one row to every window length.
     pub fn add(&mut self, row: &L7FlowLog) {
         self.counters.rows += 1;
-        let mut endpoint = row.endpoint.clone().unwrap_or_default();
+        let normalized;
+        let mut endpoint: &str = row.endpoint.as_deref().unwrap_or_default();
         if self.cfg.normalize_routes {
-            endpoint = normalize_route(&endpoint);
+            normalized = normalize_route(endpoint);
+            endpoint = &normalized;
         }
         let ts = row.end_time.max(row.start_time) / 1_000_000;
         let (mut req, mut resp, mut timeout) = (0u64, 0u64, 0u64);
@@ -144,9 +157,8 @@ impl RedAggregator {
                 }
             }
         }
-        let windows = self.cfg.windows_secs.clone();
-        for interval in windows {
-            let interval = interval.max(1);
+        for wi in 0..self.cfg.windows_secs.len() {
+            let interval = self.cfg.windows_secs.get(wi).copied().unwrap_or(1).max(1);
             let mut start = ts - ts % u64::from(interval);
             let wm = self.watermark.get(&interval).copied().unwrap_or(0);
             if start < wm {
@@ -154,25 +166,52 @@ impl RedAggregator {
                 self.counters.late_rows += 1;
             }
             let w = self.windows.entry((interval, start)).or_default();
+            let apply = |m: &mut ApplicationMetrics| {
+                m.request += req;
+                m.response += resp;
+                m.timeout += timeout;
+                if resp > 0 {
+                    match st {
+                        ResponseStatus::ClientError => m.client_error += 1,
+                        ResponseStatus::ServerError => m.server_error += 1,
+                        _ => {}
+                    }
+                    if let Some(rrt) = row.rrt {
+                        m.rrt_sum += rrt;
+                        m.rrt_count += 1;
+                        m.rrt_max = m.rrt_max.max(rrt);
+                        m.rrt_histogram.record(rrt);
+                    }
+                }
+            };
+            // fast path, one lookup: metrics for this endpoint exist, so the endpoint is
+            // already counted in the server's set
+            if let Some(m) = w.rows.get_mut(&KeyRef(row.ip_1, row.server_port, row.l7_protocol, endpoint)) {
+                apply(m);
+                continue;
+            }
             let server = (row.ip_1, row.server_port);
             let set = w.endpoints.entry(server).or_default();
-            let ep = if set.contains(&endpoint) {
-                endpoint.clone()
+            let ep: &str = if set.contains(endpoint) {
+                endpoint
             } else if set.len() < self.cfg.max_endpoints_per_server {
-                set.insert(endpoint.clone());
-                endpoint.clone()
+                set.insert(endpoint.to_string());
+                endpoint
             } else {
                 self.counters.endpoint_overflow += 1;
-                "other".to_string()
+                "other"
             };
-            let key = (row.ip_1, row.server_port, row.l7_protocol, ep);
-            let m = w.rows.entry(key.clone()).or_insert_with(|| ApplicationMetrics {
+            if let Some(m) = w.rows.get_mut(&KeyRef(row.ip_1, row.server_port, row.l7_protocol, ep)) {
+                apply(m);
+                continue;
+            }
+            let mut m = ApplicationMetrics {
                 time: start,
                 interval,
-                ip_1: key.0,
-                server_port: key.1,
-                l7_protocol: key.2,
-                endpoint: key.3.clone(),
+                ip_1: row.ip_1,
+                server_port: row.server_port,
+                l7_protocol: row.l7_protocol,
+                endpoint: ep.to_string(),
                 request: 0,
                 response: 0,
                 client_error: 0,
@@ -185,23 +224,9 @@ impl RedAggregator {
                 rrt_p50: None,
                 rrt_p90: None,
                 rrt_p99: None,
-            });
-            m.request += req;
-            m.response += resp;
-            m.timeout += timeout;
-            if resp > 0 {
-                match st {
-                    ResponseStatus::ClientError => m.client_error += 1,
-                    ResponseStatus::ServerError => m.server_error += 1,
-                    _ => {}
-                }
-                if let Some(rrt) = row.rrt {
-                    m.rrt_sum += rrt;
-                    m.rrt_count += 1;
-                    m.rrt_max = m.rrt_max.max(rrt);
-                    m.rrt_histogram.record(rrt);
-                }
-            }
+            };
+            apply(&mut m);
+            w.rows.insert((row.ip_1, row.server_port, row.l7_protocol, ep.to_string()), m);
         }
     }
 

@@ -47,7 +47,7 @@ impl Session {
     ) {
         counters.messages += 1;
         match msg.kind() {
-            MessageKind::OneWay => push(out, counters, row_single(flow, &msg, LogType::Session)),
+            MessageKind::OneWay => push(out, counters, row_single_owned(flow, *msg, LogType::Session)),
             MessageKind::Request => {
                 if cfg.emit == EmitMode::Messages {
                     push(out, counters, row_single(flow, &msg, LogType::Request));
@@ -68,10 +68,11 @@ impl Session {
                 match idx.and_then(|i| self.pending.remove(i)) {
                     Some(req) => {
                         let row = match cfg.emit {
-                            EmitMode::Sessions => row_merged(flow, &req, &msg),
+                            EmitMode::Sessions => row_merged_owned(flow, *req, *msg),
                             EmitMode::Messages => {
-                                let mut r = row_single(flow, &msg, LogType::Response);
-                                r.rrt = Some(msg.end_us.saturating_sub(req.start_us));
+                                let rrt = msg.end_us.saturating_sub(req.start_us);
+                                let mut r = row_single_owned(flow, *msg, LogType::Response);
+                                r.rrt = Some(rrt);
                                 r
                             }
                         };
@@ -79,7 +80,7 @@ impl Session {
                     }
                     None => {
                         counters.unmatched_responses += 1;
-                        push(out, counters, row_single(flow, &msg, LogType::Response));
+                        push(out, counters, row_single_owned(flow, *msg, LogType::Response));
                     }
                 }
             }
@@ -107,9 +108,10 @@ impl Session {
             }
             counters.timeouts += 1;
             let mut row = match cfg.emit {
-                EmitMode::Sessions => row_single(flow, &req, LogType::Request),
+                EmitMode::Sessions => row_single_owned(flow, *req, LogType::Request),
                 EmitMode::Messages => {
-                    let mut r = row_single(flow, &req, LogType::Response);
+                    let end_us = req.end_us;
+                    let mut r = row_single_owned(flow, *req, LogType::Response);
                     // a synthetic "no response" marker: only the request identity is kept
                     r.version = None;
                     r.request_length = None;
@@ -120,7 +122,7 @@ impl Session {
                     r.x_request_id_0 = None;
                     r.attribute_names.clear();
                     r.attribute_values.clear();
-                    r.start_time = now_us.unwrap_or(req.end_us);
+                    r.start_time = now_us.unwrap_or(end_us);
                     r.end_time = r.start_time;
                     r
                 }
@@ -139,74 +141,120 @@ fn push(out: &mut Vec<L7FlowLog>, counters: &mut L7Counters, row: L7FlowLog) {
 
 /// A row made of one message (request, response or one-way).
 pub fn row_single(flow: &FlowInfo, m: &L7Message, log_type: LogType) -> L7FlowLog {
-    let mut r = L7FlowLog::new(flow, m.protocol, log_type);
-    r.start_time = m.start_us;
-    r.end_time = m.end_us.max(m.start_us);
-    r.version = m.version.clone();
-    r.request_type = m.request_type.clone();
-    r.request_domain = m.request_domain.clone();
-    r.request_resource = m.request_resource.clone();
-    r.endpoint = m.endpoint.clone();
-    r.request_id = m.request_id;
-    r.response_code = m.response_code;
-    r.response_status = m.response_status.unwrap_or(ResponseStatus::Unknown);
-    r.response_exception = m.response_exception.clone();
-    r.response_result = m.response_result.clone();
-    match m.kind() {
+    row_single_owned(flow, m.clone(), log_type)
+}
+
+/// [`row_single`] taking the message by value: its strings move into the row.
+pub fn row_single_owned(flow: &FlowInfo, m: L7Message, log_type: LogType) -> L7FlowLog {
+    let kind = m.kind();
+    let L7Message {
+        protocol,
+        version,
+        request_type,
+        request_domain,
+        request_resource,
+        endpoint,
+        request_id,
+        response_code,
+        response_status,
+        response_exception,
+        response_result,
+        length,
+        trace,
+        attributes,
+        start_us,
+        end_us,
+        ..
+    } = m;
+    let mut r = L7FlowLog::new(flow, protocol, log_type);
+    r.start_time = start_us;
+    r.end_time = end_us.max(start_us);
+    r.version = version;
+    r.request_type = request_type;
+    r.request_domain = request_domain;
+    r.request_resource = request_resource;
+    r.endpoint = endpoint;
+    r.request_id = request_id;
+    r.response_code = response_code;
+    r.response_status = response_status.unwrap_or(ResponseStatus::Unknown);
+    r.response_exception = response_exception;
+    r.response_result = response_result;
+    match kind {
         MessageKind::Response => {
-            r.response_length = m.length;
-            r.x_request_id_1 = m.trace.x_request_id.clone();
+            r.response_length = length;
+            r.x_request_id_1 = trace.x_request_id;
         }
         _ => {
-            r.request_length = m.length;
-            r.x_request_id_0 = m.trace.x_request_id.clone();
-            r.http_proxy_client = m.trace.proxy_client.clone();
+            r.request_length = length;
+            r.x_request_id_0 = trace.x_request_id;
+            r.http_proxy_client = trace.proxy_client;
         }
     }
-    r.trace_id = m.trace.trace_id.clone();
-    r.span_id = m.trace.span_id.clone();
-    r.parent_span_id = m.trace.parent_span_id.clone();
-    for (n, v) in &m.attributes {
-        r.attribute_names.push(n.clone());
-        r.attribute_values.push(v.clone());
-    }
+    r.trace_id = trace.trace_id;
+    r.span_id = trace.span_id;
+    r.parent_span_id = trace.parent_span_id;
+    push_attributes(&mut r, attributes, &[]);
     r
+}
+
+/// Moves `attrs` into the row's attribute columns, leaving out the (name, value) pairs of
+/// `skip` (a response repeating a request attribute adds nothing).
+fn push_attributes(r: &mut L7FlowLog, attrs: Vec<(String, String)>, skip: &[(String, String)]) {
+    r.attribute_names.reserve(attrs.len());
+    r.attribute_values.reserve(attrs.len());
+    for (n, v) in attrs {
+        if skip.iter().any(|(sn, sv)| *sn == n && *sv == v) {
+            continue;
+        }
+        r.attribute_names.push(n);
+        r.attribute_values.push(v);
+    }
 }
 
 /// A `session` row merging a request with its response.
 pub fn row_merged(flow: &FlowInfo, req: &L7Message, resp: &L7Message) -> L7FlowLog {
+    row_merged_owned(flow, req.clone(), resp.clone())
+}
+
+/// [`row_merged`] taking both messages by value: their strings move into the row.
+pub fn row_merged_owned(flow: &FlowInfo, req: L7Message, resp: L7Message) -> L7FlowLog {
     // gRPC is only known once content-type is seen: keep the more specific (higher id) one
     let proto = if resp.protocol.id() > req.protocol.id() { resp.protocol } else { req.protocol };
     let mut r = L7FlowLog::new(flow, proto, LogType::Session);
     r.start_time = req.start_us;
     r.end_time = resp.end_us.max(req.start_us);
     r.rrt = Some(resp.end_us.saturating_sub(req.start_us));
-    r.version = resp.version.clone().or_else(|| req.version.clone());
-    r.request_type = req.request_type.clone().or_else(|| resp.request_type.clone());
-    r.request_domain = req.request_domain.clone().or_else(|| resp.request_domain.clone());
-    r.request_resource = req.request_resource.clone().or_else(|| resp.request_resource.clone());
-    r.endpoint = req.endpoint.clone().or_else(|| resp.endpoint.clone());
+    r.version = resp.version.or(req.version);
+    r.request_type = req.request_type.or(resp.request_type);
+    r.request_domain = req.request_domain.or(resp.request_domain);
+    r.request_resource = req.request_resource.or(resp.request_resource);
+    r.endpoint = req.endpoint.or(resp.endpoint);
     r.request_id = req.request_id.or(resp.request_id);
     r.response_code = resp.response_code;
     r.response_status = resp.response_status.unwrap_or(ResponseStatus::Unknown);
-    r.response_exception = resp.response_exception.clone();
-    r.response_result = resp.response_result.clone();
+    r.response_exception = resp.response_exception;
+    r.response_result = resp.response_result;
     r.request_length = req.length;
     r.response_length = resp.length;
-    r.trace_id = req.trace.trace_id.clone().or_else(|| resp.trace.trace_id.clone());
-    r.span_id = req.trace.span_id.clone().or_else(|| resp.trace.span_id.clone());
-    r.parent_span_id = req.trace.parent_span_id.clone().or_else(|| resp.trace.parent_span_id.clone());
-    r.x_request_id_0 = req.trace.x_request_id.clone();
-    r.x_request_id_1 = resp.trace.x_request_id.clone();
-    r.http_proxy_client = req.trace.proxy_client.clone();
-    for (n, v) in req.attributes.iter() {
-        r.attribute_names.push(n.clone());
-        r.attribute_values.push(v.clone());
-    }
-    // a response repeating a request attribute (same name and value) adds nothing
-    for (n, v) in resp.attributes.iter().filter(|a| !req.attributes.contains(a)) {
-        r.attribute_names.push(n.clone());
-        r.attribute_values.push(v.clone());
+    let (qt, st) = (req.trace, resp.trace);
+    r.trace_id = qt.trace_id.or(st.trace_id);
+    r.span_id = qt.span_id.or(st.span_id);
+    r.parent_span_id = qt.parent_span_id.or(st.parent_span_id);
+    r.x_request_id_0 = qt.x_request_id;
+    r.x_request_id_1 = st.x_request_id;
+    r.http_proxy_client = qt.proxy_client;
+    let req_attrs = req.attributes;
+    if resp.attributes.is_empty() {
+        push_attributes(&mut r, req_attrs, &[]);
+    } else {
+        let n = req_attrs.len();
+        r.attribute_names.reserve(n);
+        r.attribute_values.reserve(n);
+        for (n, v) in req_attrs.iter() {
+            r.attribute_names.push(n.clone());
+            r.attribute_values.push(v.clone());
+        }
+        push_attributes(&mut r, resp.attributes, &req_attrs);
     }
     r
 }

@@ -79,21 +79,68 @@ enum Want {
     Parent,
 }
 
+/// A quick reject for header names no configured header can match (by length and first
+/// letter): most headers of a message are none of them. Computed once per configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceFilter {
+    /// Bit `n` set: some configured header name is `n` bytes long (63: 63 or longer).
+    lengths: u64,
+    /// Bit of the (ASCII-lowercased) first letter of every configured name; see [`first_bit`].
+    firsts: u32,
+}
+
+impl TraceFilter {
+    /// The filter of `cfg`'s header names.
+    pub fn new(cfg: &TraceConfig) -> Self {
+        let lists = [&cfg.trace_id_headers, &cfg.span_id_headers, &cfg.parent_span_id_headers];
+        let names = lists.into_iter().flatten().chain(&cfg.keep_as_attribute).chain(&cfg.extra_headers);
+        let names = names.chain([&cfg.x_request_id_header, &cfg.proxy_client_header]);
+        let (mut lengths, mut firsts) = (0u64, 0u32);
+        for n in names {
+            lengths |= 1u64 << n.len().min(63);
+            firsts |= first_bit(n);
+        }
+        TraceFilter { lengths, firsts }
+    }
+
+    /// False when no configured header can be named `name`.
+    pub fn may_match(&self, name: &str) -> bool {
+        self.lengths & (1u64 << name.len().min(63)) != 0 && self.firsts & first_bit(name) != 0
+    }
+}
+
+/// Bit 0..=25 for a first letter a..=z (either case), bit 31 for anything else.
+fn first_bit(name: &str) -> u32 {
+    match name.as_bytes().first() {
+        Some(c) if c.is_ascii_alphabetic() => 1 << (c.to_ascii_lowercase() - b'a'),
+        _ => 1 << 31,
+    }
+}
+
 /// Applies configured header decoders to the headers of one message, keeping the
 /// highest-priority match for each id.
 pub struct TraceExtractor<'a> {
     cfg: &'a TraceConfig,
     best: [usize; 3],
+    filter: TraceFilter,
 }
 
 impl<'a> TraceExtractor<'a> {
     /// A fresh extractor for one message.
     pub fn new(cfg: &'a TraceConfig) -> Self {
-        TraceExtractor { cfg, best: [usize::MAX; 3] }
+        Self::with_filter(cfg, TraceFilter::new(cfg))
+    }
+
+    /// [`TraceExtractor::new`] with the filter of `cfg` computed once by the caller (hot paths).
+    pub fn with_filter(cfg: &'a TraceConfig, filter: TraceFilter) -> Self {
+        TraceExtractor { cfg, best: [usize::MAX; 3], filter }
     }
 
     /// Looks at one header; returns true if it was used.
     pub fn header(&mut self, name: &str, value: &str, msg: &mut L7Message) -> bool {
+        if !self.filter.may_match(name) {
+            return false;
+        }
         let mut used = false;
         let lists = [
             (&self.cfg.trace_id_headers, Want::Trace),
@@ -258,6 +305,28 @@ fn b64_decode(s: &[u8]) -> Option<Vec<u8>> {
 #[cfg(test)]
 #[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]
 mod tests {
+
+    #[test]
+    fn filter_rejects_only_names_that_cannot_match() {
+        let cfg = TraceConfig { extra_headers: vec!["X-Tenant".into()], ..TraceConfig::default() };
+        let f = TraceFilter::new(&cfg);
+        for n in
+            ["traceparent", "TraceParent", "sw8", "uber-trace-id", "b3", "X-B3-TraceId", "x-request-id", "x-tenant"]
+        {
+            assert!(f.may_match(n), "{n}");
+        }
+        for n in ["Host", "Content-Type", "Accept", "Connection", "", "1"] {
+            assert!(!f.may_match(n), "{n}");
+        }
+        // a rejected name is never used; an accepted one still goes through the full check
+        let mut msg = L7Message::new(deepflow_core::record::L7Protocol::Http1, crate::l7::MessageKind::Request);
+        let mut ex = TraceExtractor::with_filter(&cfg, f);
+        assert!(!ex.header("Content-Type", "text/plain", &mut msg));
+        assert!(!ex.header("x-b3-flags", "1", &mut msg));
+        assert!(ex.header("X-Tenant", "t1", &mut msg));
+        assert_eq!(msg.attributes, vec![("x_tenant".to_string(), "t1".to_string())]);
+    }
+
     use super::*;
     use crate::l7::MessageKind;
     use deepflow_core::record::L7Protocol;

@@ -54,6 +54,7 @@ const MAX_LINE: usize = 8 * 1024;
 #[derive(Debug)]
 struct Shared {
     trace: TraceConfig,
+    trace_filter: crate::trace::TraceFilter,
     endpoint_segments: usize,
     max_header: usize,
 }
@@ -114,6 +115,7 @@ impl Http1Parser {
         Http1Parser {
             shared: Arc::new(Shared {
                 trace: cfg.trace.clone(),
+                trace_filter: crate::trace::TraceFilter::new(&cfg.trace),
                 endpoint_segments: cfg.http_endpoint_segments,
                 max_header: cfg.max_buffered_bytes.max(1024),
             }),
@@ -282,7 +284,7 @@ impl Http1Parser {
             upgrade: false,
             upgrade_h2c: false,
         };
-        let mut tx = TraceExtractor::new(&self.shared.trace);
+        let mut tx = TraceExtractor::with_filter(&self.shared.trace, self.shared.trace_filter);
         for line in it {
             if line.is_empty() || line.first().is_some_and(|c| *c == b' ' || *c == b'\t') {
                 continue;
@@ -507,6 +509,9 @@ impl L7Parser for Http1Parser {
             return ParseOutcome::Error(ParseErrorKind::Malformed);
         };
         match state {
+            // no input (the engine asking for held-back messages): nothing to do, and the
+            // resync flag must survive the call
+            DirState::Headers { .. } if data.is_empty() => ParseOutcome::NeedMore(0),
             DirState::Headers { scan, resync } => {
                 let (scan, resync) = (*scan, *resync);
                 self.parse_headers(data, ctx, d, scan, resync)

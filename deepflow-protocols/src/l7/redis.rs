@@ -367,14 +367,24 @@ impl RedisParser {
 
     fn request(&mut self, args: &[Vec<u8>], total: usize) -> L7Message {
         let mut m = L7Message::new(L7Protocol::Redis, MessageKind::Request);
-        let cmd = String::from_utf8_lossy(args.first().map_or(&[][..], Vec::as_slice)).into_owned();
+        let words: Vec<std::borrow::Cow<'_, str>> = args.iter().map(|a| String::from_utf8_lossy(a)).collect();
+        let cmd = words.first().map_or_else(String::new, |w| w.to_string());
         let upper = cmd.to_ascii_uppercase();
-        let words: Vec<String> = args.iter().map(|a| String::from_utf8_lossy(a).into_owned()).collect();
-        let mut shown = mask(&upper, &words, self.opts.obfuscate);
-        if total > args.len() {
-            shown.push(super::sql::TRUNCATED.to_string());
+        let hidden = mask(&upper, &words, self.opts.obfuscate);
+        let mut shown = String::with_capacity(words.iter().map(|w| w.len() + 1).sum::<usize>());
+        for (i, w) in words.iter().enumerate() {
+            if i > 0 {
+                shown.push(' ');
+            }
+            shown.push_str(if hidden.get(i).copied().unwrap_or(false) { "?" } else { w });
         }
-        m.request_resource = Some(cap_string(shown.join(" "), self.opts.max_len));
+        if total > args.len() {
+            if !shown.is_empty() {
+                shown.push(' ');
+            }
+            shown.push_str(super::sql::TRUNCATED);
+        }
+        m.request_resource = Some(cap_string(shown, self.opts.max_len));
         let sub = matches!(
             upper.as_str(),
             "SUBSCRIBE" | "PSUBSCRIBE" | "SSUBSCRIBE" | "UNSUBSCRIBE" | "PUNSUBSCRIBE" | "SUNSUBSCRIBE"
@@ -444,69 +454,61 @@ impl RedisParser {
     }
 }
 
-/// Arguments as shown: secrets always masked; with `obfuscate`, everything after the key.
-fn mask(upper: &str, words: &[String], obfuscate: bool) -> Vec<String> {
-    let q = || "?".to_string();
-    let mut out: Vec<String> = words.to_vec();
-    let up = |i: usize| words.get(i).map(|w| w.to_ascii_uppercase()).unwrap_or_default();
+/// Which words of a command are shown as `?` (passwords; every argument after the key when
+/// `obfuscate`).
+fn mask(upper: &str, words: &[std::borrow::Cow<'_, str>], obfuscate: bool) -> Vec<bool> {
+    let mut out = vec![false; words.len()];
+    let is = |i: usize, w: &str| words.get(i).is_some_and(|x| x.eq_ignore_ascii_case(w));
+    let mut hide = |i: usize| {
+        if let Some(h) = out.get_mut(i) {
+            *h = true;
+        }
+    };
     match upper {
         "AUTH" => {
             // AUTH password | AUTH username password
-            if let Some(last) = out.len().checked_sub(1).filter(|l| *l >= 1)
-                && let Some(w) = out.get_mut(last)
-            {
-                *w = q();
+            if let Some(last) = words.len().checked_sub(1).filter(|l| *l >= 1) {
+                hide(last);
             }
         }
         "HELLO" | "MIGRATE" => {
             let mut i = 1;
-            while i < out.len() {
-                match up(i).as_str() {
-                    "AUTH" if upper == "HELLO" => {
-                        if let Some(w) = out.get_mut(i + 2) {
-                            *w = q();
-                        }
-                        i += 3;
-                    }
-                    "AUTH" => {
-                        if let Some(w) = out.get_mut(i + 1) {
-                            *w = q();
-                        }
-                        i += 2;
-                    }
-                    "AUTH2" => {
-                        if let Some(w) = out.get_mut(i + 2) {
-                            *w = q();
-                        }
-                        i += 3;
-                    }
-                    _ => i += 1,
+            while i < words.len() {
+                if is(i, "AUTH") && upper == "HELLO" {
+                    hide(i + 2);
+                    i += 3;
+                } else if is(i, "AUTH") {
+                    hide(i + 1);
+                    i += 2;
+                } else if is(i, "AUTH2") {
+                    hide(i + 2);
+                    i += 3;
+                } else {
+                    i += 1;
                 }
             }
         }
-        "CONFIG" if up(1) == "SET" => {
+        "CONFIG" if is(1, "SET") => {
             let mut i = 2;
-            while i + 1 < out.len() {
-                if matches!(up(i).as_str(), "REQUIREPASS" | "MASTERAUTH" | "MASTERUSER")
-                    && let Some(w) = out.get_mut(i + 1)
-                {
-                    *w = q();
+            while i + 1 < words.len() {
+                if is(i, "REQUIREPASS") || is(i, "MASTERAUTH") || is(i, "MASTERUSER") {
+                    hide(i + 1);
                 }
                 i += 2;
             }
         }
-        "ACL" if up(1) == "SETUSER" => {
-            for w in out.iter_mut().skip(3) {
+        "ACL" if is(1, "SETUSER") => {
+            for (i, w) in words.iter().enumerate().skip(3) {
                 if w.starts_with(['>', '<', '#', '!']) {
-                    *w = q();
+                    hide(i);
                 }
             }
         }
         _ => {}
     }
     if obfuscate {
-        for w in out.iter_mut().skip(2) {
-            *w = q();
+        for i in 2..words.len() {
+            hide(i);
         }
     }
     out
@@ -712,7 +714,9 @@ mod tests {
         let (rows, _) = run_cfg(cfg, 6379, &[(C, cmd(&["HSET", "user:1", "name", "bob"])), (S, b":1\r\n".to_vec())]);
         assert_eq!(rows[0].request_resource.as_deref(), Some("HSET user:1 ? ?"));
         let m = |w: &[&str]| {
-            mask(&w[0].to_ascii_uppercase(), &w.iter().map(|s| s.to_string()).collect::<Vec<_>>(), false).join(" ")
+            let words: Vec<std::borrow::Cow<'_, str>> = w.iter().map(|s| std::borrow::Cow::Borrowed(*s)).collect();
+            let hidden = mask(&w[0].to_ascii_uppercase(), &words, false);
+            words.iter().zip(hidden).map(|(w, h)| if h { "?" } else { w }).collect::<Vec<_>>().join(" ")
         };
         assert_eq!(m(&["auth", "user", "pw"]), "auth user ?");
         assert_eq!(

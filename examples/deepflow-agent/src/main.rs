@@ -1,5 +1,6 @@
 //! `deepflow-agent`: the reference agent. A thin CLI over the deepflow-rs crates.
 
+mod alloc;
 #[cfg(feature = "store")]
 mod controller;
 #[cfg(all(feature = "ebpf", target_os = "linux"))]
@@ -164,6 +165,7 @@ enum EmitArg {
 }
 
 fn main() -> ExitCode {
+    alloc::tune();
     let cli = Cli::parse();
     let res = match cli.cmd {
         Cmd::Analyze { file, common } => analyze(&file, &common),

@@ -84,7 +84,7 @@ impl Printer {
 
     /// Takes the rows the pipeline produced so far.
     pub fn rows(&mut self, pipe: &mut Pipe) {
-        for r in pipe.table_mut().observer_mut().drain_rows() {
+        for r in pipe.table_mut().observer_mut().drain_rows_iter() {
             self.totals.l7_rows += 1;
             self.account_red(&r);
             self.red.add(&r);

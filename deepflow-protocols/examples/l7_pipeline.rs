@@ -1,0 +1,91 @@
+//! Times the L7 path of `deepflow-agent analyze` without the agent: the L4 pipeline with every
+//! built-in parser behind it, rows drained as they are produced and, unless `--no-red`, fed to
+//! the application RED aggregator (1 s / 1 min). No output. Builds from deepflow-protocols alone,
+//! so an A/B of a parser or engine change needs no workspace release build:
+//!   cargo run --release -p deepflow-protocols --example l7_pipeline -- FILE.pcap [RUNS] [--no-red]
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use deepflow_capture::pipeline::{Pipeline, PipelineConfig};
+use deepflow_capture::source::{self, Next};
+use deepflow_protocols::L7Config;
+use deepflow_protocols::capture::L7Observer;
+use deepflow_protocols::red::{RedAggregator, RedConfig};
+
+// the agent's allocator and purge delay (examples/deepflow-agent/src/alloc.rs)
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: stores an integer option (15 = mi_option_purge_delay in mimalloc v2 and v3).
+        #[allow(unsafe_code)]
+        unsafe {
+            libmimalloc_sys::mi_option_set(15, 250);
+        }
+    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let red_on = !args.iter().any(|a| a == "--no-red");
+    let mut pos = args.iter().filter(|a| !a.starts_with("--"));
+    let Some(path) = pos.next().map(PathBuf::from) else {
+        eprintln!("usage: l7_pipeline FILE.pcap [RUNS] [--no-red]");
+        std::process::exit(2);
+    };
+    let runs: usize = pos.next().and_then(|r| r.parse().ok()).unwrap_or(3);
+    let mut best = f64::MAX;
+    for _ in 0..runs {
+        let mut src = match source::open_file(&path) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("l7_pipeline: {e}");
+                std::process::exit(1);
+            }
+        };
+        let mut pipe = Pipeline::new(PipelineConfig::default(), L7Observer::new(L7Config::default()));
+        let mut red = RedAggregator::new(RedConfig::default());
+        let mut app = Vec::new();
+        let (mut packets, mut rows, mut flows, mut metrics) = (0u64, 0usize, 0usize, 0usize);
+        let mut drain = |pipe: &mut Pipeline<L7Observer>, red: &mut RedAggregator, app: &mut Vec<_>| {
+            for row in pipe.table_mut().observer_mut().drain_rows_iter() {
+                rows += 1;
+                if red_on {
+                    red.add(&row);
+                }
+            }
+            if red_on {
+                red.flush(pipe.stats().last_timestamp_us, app);
+            }
+            flows += pipe.drain_flows().len();
+            metrics += pipe.drain_metrics().len();
+        };
+        let t = Instant::now();
+        loop {
+            match src.next_packet() {
+                Ok(Next::Packet(p)) => pipe.process_raw(&p),
+                Ok(Next::Idle) => continue,
+                Ok(Next::End) => break,
+                Err(e) => {
+                    eprintln!("l7_pipeline: {e}");
+                    break;
+                }
+            }
+            packets += 1;
+            if packets % 4096 == 0 {
+                drain(&mut pipe, &mut red, &mut app);
+            }
+        }
+        pipe.finish();
+        drain(&mut pipe, &mut red, &mut app);
+        red.finish(&mut app);
+        let s = t.elapsed().as_secs_f64();
+        best = best.min(s);
+        let _ = writeln!(
+            std::io::stdout().lock(),
+            "{packets} packets, {flows} flows, {rows} l7 rows, {} app metric rows, {metrics} metric rows in {s:.3} s = {:.2} M packets/s",
+            app.len(),
+            packets as f64 / s / 1e6
+        );
+    }
+    let _ = writeln!(std::io::stdout().lock(), "best {best:.3} s");
+}
