@@ -2,7 +2,7 @@
 //! built-in parser behind it, rows drained as they are produced and, unless `--no-red`, fed to
 //! the application RED aggregator (1 s / 1 min). No output. Builds from deepflow-protocols alone,
 //! so an A/B of a parser or engine change needs no workspace release build:
-//!   cargo run --release -p deepflow-protocols --example l7_pipeline -- FILE.pcap [RUNS] [--no-red]
+//!   cargo run --release -p deepflow-protocols --example l7_pipeline -- FILE.pcap [RUNS] [--no-red] [--jsonl]
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -27,9 +27,11 @@ fn main() {
     }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let red_on = !args.iter().any(|a| a == "--no-red");
+    // `--jsonl`: also serialize every row as the agent's `--format jsonl` does (to a sink)
+    let jsonl = args.iter().any(|a| a == "--jsonl");
     let mut pos = args.iter().filter(|a| !a.starts_with("--"));
     let Some(path) = pos.next().map(PathBuf::from) else {
-        eprintln!("usage: l7_pipeline FILE.pcap [RUNS] [--no-red]");
+        eprintln!("usage: l7_pipeline FILE.pcap [RUNS] [--no-red] [--jsonl]");
         std::process::exit(2);
     };
     let runs: usize = pos.next().and_then(|r| r.parse().ok()).unwrap_or(3);
@@ -46,9 +48,18 @@ fn main() {
         let mut red = RedAggregator::new(RedConfig::default());
         let mut app = Vec::new();
         let (mut packets, mut rows, mut flows, mut metrics) = (0u64, 0usize, 0usize, 0usize);
+        let mut sink = std::io::BufWriter::with_capacity(1 << 16, std::io::sink());
+        let mut line = Vec::with_capacity(1024);
         let mut drain = |pipe: &mut Pipeline<L7Observer>, red: &mut RedAggregator, app: &mut Vec<_>| {
             for row in pipe.table_mut().observer_mut().drain_rows_iter() {
                 rows += 1;
+                if jsonl {
+                    // as the agent's `--format jsonl` does
+                    line.clear();
+                    row.write_json(&mut line);
+                    line.push(b'\n');
+                    let _ = sink.write_all(&line);
+                }
                 if red_on {
                     red.add(&row);
                 }

@@ -174,6 +174,17 @@ pub enum LogType {
     Session,
 }
 
+impl LogType {
+    /// The lowercase name written in the `type` column.
+    pub fn name(self) -> &'static str {
+        match self {
+            LogType::Request => "request",
+            LogType::Response => "response",
+            LogType::Session => "session",
+        }
+    }
+}
+
 /// The `response_status` column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Default)]
 #[serde(rename_all = "snake_case")]

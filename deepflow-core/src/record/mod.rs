@@ -2,6 +2,7 @@
 //! (`flow_log.l4_flow_log`, `flow_log.l7_flow_log`, `flow_metrics.network*`,
 //! `flow_metrics.application*`) so that dashboards and habits carry over.
 
+mod json;
 mod l4;
 mod l7;
 mod log;
