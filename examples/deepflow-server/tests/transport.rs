@@ -9,11 +9,10 @@
 
 mod common;
 
+use common::{GrpcServer as Srv, bin, demo_pcap, run_loadgen, start_with_grpc as start};
+
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use deepflow_core::record::L4FlowLog;
@@ -21,63 +20,6 @@ use deepflow_store::transport::grpc::IngestClient;
 use deepflow_store::transport::tonic::{self, Code};
 use deepflow_store::transport::{Batch, Compression, payload};
 use deepflow_tagging::TaggedRow;
-
-/// A server with its HTTP and agent gRPC addresses.
-struct Srv {
-    http: common::Server,
-    grpc: String,
-}
-
-impl Srv {
-    fn grpc_url(&self) -> String {
-        format!("http://{}", self.grpc)
-    }
-    fn count(&self, sql: &str) -> u64 {
-        let v = self.http.sql(sql);
-        let row = &v["rows"][0];
-        row.as_object().and_then(|o| o.values().next()).and_then(|x| x.as_u64()).unwrap_or(0)
-    }
-}
-
-fn start(data: &Path, token: Option<&str>, extra: &[&str]) -> Srv {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_deepflow-server"));
-    cmd.args(["run", "--data"]).arg(data).args(["--listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0"]).args(extra);
-    if !extra.contains(&"--commit-ms") {
-        cmd.args(["--commit-ms", "20"]);
-    }
-    if let Some(t) = token {
-        cmd.args(["--token", t]);
-    }
-    let mut child = cmd.stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            for (tag, key) in [("http", "listening on http://"), ("grpc", "agent gRPC ingest on ")] {
-                if let Some(rest) = line.split(key).nth(1) {
-                    let _ = tx.send((tag, rest.split_whitespace().next().unwrap_or("").to_string()));
-                }
-            }
-            eprintln!("[server] {line}");
-        }
-    });
-    let (mut http, mut grpc) = (None, None);
-    while http.is_none() || grpc.is_none() {
-        let (tag, addr) = rx.recv_timeout(Duration::from_secs(120)).expect("server did not start");
-        if tag == "http" { http = Some(addr) } else { grpc = Some(addr) }
-    }
-    Srv { http: common::Server { child, addr: http.unwrap(), token: token.map(str::to_string) }, grpc: grpc.unwrap() }
-}
-
-fn bin(name: &str) -> PathBuf {
-    let p = Path::new(env!("CARGO_BIN_EXE_deepflow-server")).with_file_name(name);
-    assert!(p.exists(), "{} not built: run `cargo build --workspace` first", p.display());
-    p
-}
-
-fn demo_pcap() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/demo.pcap")
-}
 
 fn jsonl_lines(emit: &str) -> Vec<serde_json::Value> {
     let out = Command::new(bin("deepflow-agent"))
@@ -125,25 +67,6 @@ fn agent_analyze_demo_pcap_rows_arrive() {
     let stored = ids(&srv.http.sql("SELECT flow_id FROM l4_flow_log"));
     let printed: HashSet<u64> = jsonl_lines("flows").iter().map(|f| f["flow_id"].as_u64().unwrap()).collect();
     assert_eq!(stored, printed);
-}
-
-fn run_loadgen(args: &[&str]) -> (Child, mpsc::Receiver<String>) {
-    let mut child = Command::new(bin("deepflow-loadgen"))
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut s = String::new();
-        for l in BufReader::new(stdout).lines().map_while(Result::ok) {
-            s.push_str(&l);
-        }
-        let _ = tx.send(s);
-    });
-    (child, rx)
 }
 
 /// (b) Two servers share one data directory; the agents send to the first and fall back to the

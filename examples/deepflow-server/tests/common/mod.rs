@@ -49,6 +49,91 @@ pub fn start(data: &std::path::Path, token: Option<&str>, extra: &[&str]) -> Ser
     Server { child, addr, token: token.map(str::to_string) }
 }
 
+/// A server with its HTTP address and its agent gRPC ingest address (`--grpc-listen`).
+pub struct GrpcServer {
+    pub http: Server,
+    pub grpc: String,
+}
+
+impl GrpcServer {
+    pub fn grpc_url(&self) -> String {
+        format!("http://{}", self.grpc)
+    }
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.http.addr)
+    }
+    /// The single value of a one-row, one-column SQL result (0 when absent).
+    pub fn count(&self, sql: &str) -> u64 {
+        let v = self.http.sql(sql);
+        let row = &v["rows"][0];
+        row.as_object().and_then(|o| o.values().next()).and_then(|x| x.as_u64()).unwrap_or(0)
+    }
+}
+
+/// Starts the server with HTTP and gRPC on free loopback ports (`--commit-ms 20` unless
+/// `extra` sets it).
+pub fn start_with_grpc(data: &std::path::Path, token: Option<&str>, extra: &[&str]) -> GrpcServer {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_deepflow-server"));
+    cmd.args(["run", "--data"]).arg(data).args(["--listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0"]).args(extra);
+    if !extra.contains(&"--commit-ms") {
+        cmd.args(["--commit-ms", "20"]);
+    }
+    if let Some(t) = token {
+        cmd.args(["--token", t]);
+    }
+    let mut child = cmd.stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            for (tag, key) in [("http", "listening on http://"), ("grpc", "agent gRPC ingest on ")] {
+                if let Some(rest) = line.split(key).nth(1) {
+                    let _ = tx.send((tag, rest.split_whitespace().next().unwrap_or("").to_string()));
+                }
+            }
+            eprintln!("[server] {line}");
+        }
+    });
+    let (mut http, mut grpc) = (None, None);
+    while http.is_none() || grpc.is_none() {
+        let (tag, addr) = rx.recv_timeout(Duration::from_secs(120)).expect("server did not start");
+        if tag == "http" { http = Some(addr) } else { grpc = Some(addr) }
+    }
+    GrpcServer { http: Server { child, addr: http.unwrap(), token: token.map(str::to_string) }, grpc: grpc.unwrap() }
+}
+
+/// Another binary of the workspace, next to the server's (`cargo build --workspace` builds it).
+pub fn bin(name: &str) -> std::path::PathBuf {
+    let p = std::path::Path::new(env!("CARGO_BIN_EXE_deepflow-server")).with_file_name(name);
+    assert!(p.exists(), "{} not built: run `cargo build --workspace` first", p.display());
+    p
+}
+
+/// The bundled demo capture (examples/data/demo.pcap).
+pub fn demo_pcap() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/demo.pcap")
+}
+
+/// Starts `deepflow-loadgen ARGS`; the receiver gets its whole stdout once it exits.
+pub fn run_loadgen(args: &[&str]) -> (Child, std::sync::mpsc::Receiver<String>) {
+    let mut child = Command::new(bin("deepflow-loadgen"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        for l in BufReader::new(stdout).lines().map_while(Result::ok) {
+            s.push_str(&l);
+        }
+        let _ = tx.send(s);
+    });
+    (child, rx)
+}
+
 pub fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
