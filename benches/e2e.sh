@@ -54,7 +54,8 @@ results+=("$(measure 'tcpdump -r FILE -w /dev/null (read floor)' tcpdump -r "$fi
 results+=("$(measure 'ndpiReader -i FILE -q' ndpiReader -i "$file" -q)")
 if [ "${SKIP_TSHARK:-0}" != 1 ]; then
   results+=("$(runs=1; measure 'tshark -r FILE -q -z conv,tcp' tshark -r "$file" -q -z conv,tcp)")
-  results+=("$(runs=1; measure "tshark -r FILE -Y 'http||dns' -T fields" tshark -r "$file" -Y 'http||dns' -T fields -e http.request.method -e http.request.uri -e http.response.code -e dns.qry.name -e dns.flags.rcode)")
+  # (no '|' in a name: the rows are '|'-separated)
+  results+=("$(runs=1; measure "tshark -r FILE -Y 'http or dns' -T fields" tshark -r "$file" -Y 'http||dns' -T fields -e http.request.method -e http.request.uri -e http.response.code -e dns.qry.name -e dns.flags.rcode)")
 fi
 
 ours=$(echo "${results[0]}" | cut -d'|' -f2)
