@@ -46,6 +46,24 @@ pub use sender::{AckedBatch, OnFull, Sender, SenderConfig, SenderStats, default_
 /// The tonic crate the transport is built with (for servers adding [`grpc::IngestServer`]).
 pub use tonic;
 
+/// Test helper: serves `svc` on a free loopback port from `rt`; returns its `http://` URL.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) fn serve_in_process<T: grpc::Ingest>(rt: &tokio::runtime::Runtime, svc: T) -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.set_nonblocking(true).unwrap();
+    let addr = l.local_addr().unwrap();
+    rt.spawn(async move {
+        let l = tokio::net::TcpListener::from_std(l).unwrap();
+        tonic::transport::Server::builder()
+            .add_service(grpc::IngestServer::new(svc))
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(l))
+            .await
+            .unwrap();
+    });
+    format!("http://{addr}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,18 +145,7 @@ mod tests {
     }
 
     fn serve(rt: &tokio::runtime::Runtime, rec: Recorder) -> String {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.set_nonblocking(true).unwrap();
-        let addr = l.local_addr().unwrap();
-        rt.spawn(async move {
-            let l = tokio::net::TcpListener::from_std(l).unwrap();
-            tonic::transport::Server::builder()
-                .add_service(grpc::IngestServer::new(rec))
-                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(l))
-                .await
-                .unwrap();
-        });
-        format!("http://{addr}")
+        super::serve_in_process(rt, rec)
     }
 
     fn dead_url() -> String {

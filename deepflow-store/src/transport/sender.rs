@@ -740,18 +740,7 @@ mod tests {
     }
 
     fn serve(rt: &tokio::runtime::Runtime, rec: Recorder) -> String {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.set_nonblocking(true).unwrap();
-        let addr = l.local_addr().unwrap();
-        rt.spawn(async move {
-            let l = tokio::net::TcpListener::from_std(l).unwrap();
-            tonic::transport::Server::builder()
-                .add_service(super::super::grpc::IngestServer::new(rec))
-                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(l))
-                .await
-                .unwrap();
-        });
-        format!("http://{addr}")
+        super::super::serve_in_process(rt, rec)
     }
 
     fn rows(n: u64) -> Vec<TaggedRow<L4FlowLog>> {
