@@ -8,6 +8,8 @@ mod ebpf_cmd;
 #[cfg(feature = "store")]
 mod live_config;
 mod output;
+#[cfg(feature = "store")]
+mod sender_slot;
 mod server_cmd;
 mod store_cmd;
 

@@ -72,79 +72,43 @@ mod enabled {
     use super::*;
     use crate::controller::{AgentSettings, ClientOptions, Controller, Host};
     use crate::live_config::LiveConfig;
+    use crate::sender_slot::SenderSlot;
     use deepflow_core::record::{ApplicationMetrics, L4FlowLog, L7FlowLog, NetworkMetrics};
     use deepflow_protocols::red::{RedAggregator, RedConfig};
-    use deepflow_store::transport::{OnFull, Sender, SenderConfig, SenderStats};
+    use deepflow_store::transport::{OnFull, Sender, SenderConfig};
     use deepflow_tagging::TaggedRow;
     use std::collections::BTreeMap;
+    use std::sync::Arc;
     use std::sync::atomic::Ordering;
-    use std::sync::{Arc, Mutex};
     use std::time::{Duration, Instant};
 
     /// The agent as the controller client sees it.
     struct AgentHost {
-        /// `None` once the sink closed the sender (then `last` holds its final counters).
-        sender: Mutex<Option<Arc<Sender>>>,
-        last: Mutex<SenderStats>,
-        /// The ingester in use when last asked (reported after the sender closed).
-        last_ingester: Mutex<Option<String>>,
+        slot: SenderSlot,
         live: Arc<LiveConfig>,
         running: Running,
     }
 
-    impl AgentHost {
-        fn sender(&self) -> Option<Arc<Sender>> {
-            self.sender.lock().unwrap_or_else(|e| e.into_inner()).clone()
-        }
-    }
-
     impl Host for AgentHost {
         fn counters(&self) -> BTreeMap<String, u64> {
-            let s = match self.sender() {
-                Some(s) => {
-                    let st = s.stats();
-                    *self.last.lock().unwrap_or_else(|e| e.into_inner()) = st.clone();
-                    st
-                }
-                None => self.last.lock().unwrap_or_else(|e| e.into_inner()).clone(),
-            };
+            let mut c = self.slot.counters();
             let l = &self.live;
-            [
-                ("rows_sent", s.rows_queued),
-                ("rows_acked", s.rows_acked),
-                ("batches_sent", s.batches_queued),
-                ("batches_acked", s.batches_acked),
-                ("batches_spilled", s.batches_spilled),
-                ("rows_buffered", s.buffered_rows),
-                ("rows_dropped", s.rows_dropped),
-                ("rows_rejected", s.rows_rejected),
-                ("duplicate_acks", s.duplicate_acks),
-                ("retries", s.retries),
-                ("failovers", s.failovers),
-                ("auth_failures", s.auth_failures),
+            for (k, v) in [
                 ("l7_rows_off", l.l7_rows_off.load(Ordering::Relaxed)),
                 ("l7_rows_sampled_out", l.l7_rows_sampled_out.load(Ordering::Relaxed)),
                 ("flows_sampled_out", l.flows_sampled_out.load(Ordering::Relaxed)),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect()
+            ] {
+                c.insert(k.to_string(), v);
+            }
+            c
         }
 
         fn current_ingester(&self) -> Option<String> {
-            let mut last = self.last_ingester.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(s) = self.sender() {
-                let (urls, i) = s.servers();
-                *last = urls.get(i).cloned();
-            }
-            last.clone()
+            self.slot.current_ingester()
         }
 
         fn set_ingesters(&self, urls: &[String]) -> Result<(), String> {
-            match self.sender() {
-                Some(s) => s.set_servers(urls.to_vec()).map_err(|e| e.to_string()),
-                None => Ok(()),
-            }
+            self.slot.set_ingesters(urls)
         }
 
         fn apply(&self, version: u64, cfg: &AgentSettings) -> Vec<String> {
@@ -201,9 +165,7 @@ mod enabled {
             let (mut host, mut controller) = (None, None);
             if let Some(url) = &a.controller {
                 let h = Arc::new(AgentHost {
-                    sender: Mutex::new(Some(sender.clone())),
-                    last: Mutex::new(SenderStats::default()),
-                    last_ingester: Mutex::new(None),
+                    slot: SenderSlot::new(sender.clone()),
                     live: live.clone(),
                     running: running.clone(),
                 });
@@ -328,8 +290,7 @@ mod enabled {
                 c.halt();
             }
             if let Some(h) = &self.host {
-                h.current_ingester(); // remembered for the final sync
-                h.sender.lock().unwrap_or_else(|e| e.into_inner()).take();
+                h.slot.release(); // its ingester is remembered for the final sync
             }
             let s = match Arc::try_unwrap(self.sender) {
                 Ok(sender) => sender.close(self.ack_timeout),
@@ -339,7 +300,7 @@ mod enabled {
                 }
             };
             if let (Some(h), Some(c)) = (&self.host, &self.controller) {
-                *h.last.lock().unwrap_or_else(|e| e.into_inner()) = s.clone();
+                h.slot.set_final(s.clone());
                 c.sync_now();
             }
             eprintln!(

@@ -22,7 +22,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
@@ -33,6 +33,8 @@ use deepflow_tagging::TaggedRow;
 #[allow(dead_code)]
 #[path = "../../../deepflow-agent/src/controller.rs"]
 mod controller;
+#[path = "../../../deepflow-agent/src/sender_slot.rs"]
+mod sender_slot;
 
 #[derive(Parser)]
 #[command(name = "deepflow-loadgen", about = "simulated deepflow agents sending l4_flow_log rows over gRPC")]
@@ -108,49 +110,18 @@ struct AgentResult {
 
 /// A simulated agent as the controller client sees it.
 struct SimHost {
-    sender: Mutex<Option<Arc<Sender>>>,
-    last: Mutex<SenderStats>,
-    last_ingester: Mutex<Option<String>>,
-}
-
-impl SimHost {
-    fn sender(&self) -> Option<Arc<Sender>> {
-        self.sender.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
+    slot: sender_slot::SenderSlot,
 }
 
 impl controller::Host for SimHost {
     fn counters(&self) -> BTreeMap<String, u64> {
-        let s = match self.sender() {
-            Some(s) => s.stats(),
-            None => self.last.lock().unwrap_or_else(|e| e.into_inner()).clone(),
-        };
-        [
-            ("rows_sent", s.rows_queued),
-            ("rows_acked", s.rows_acked),
-            ("batches_acked", s.batches_acked),
-            ("batches_spilled", s.batches_spilled),
-            ("rows_buffered", s.buffered_rows),
-            ("failovers", s.failovers),
-            ("retries", s.retries),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect()
+        self.slot.counters()
     }
     fn current_ingester(&self) -> Option<String> {
-        let mut last = self.last_ingester.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(s) = self.sender() {
-            let (urls, i) = s.servers();
-            *last = urls.get(i).cloned();
-        }
-        last.clone()
+        self.slot.current_ingester()
     }
     fn set_ingesters(&self, urls: &[String]) -> Result<(), String> {
-        match self.sender() {
-            Some(s) => s.set_servers(urls.to_vec()).map_err(|e| e.to_string()),
-            None => Ok(()),
-        }
+        self.slot.set_ingesters(urls)
     }
     fn apply(&self, _: u64, _: &controller::AgentSettings) -> Vec<String> {
         Vec::new()
@@ -174,11 +145,7 @@ fn agent(i: u32, a: &Args) -> Result<AgentResult, String> {
     let sender = Arc::new(Sender::start(cfg).map_err(|e| e.to_string())?);
     let (mut host, mut ctl) = (None, None);
     if let Some(url) = &a.controller {
-        let h = Arc::new(SimHost {
-            sender: Mutex::new(Some(sender.clone())),
-            last: Mutex::default(),
-            last_ingester: Mutex::default(),
-        });
+        let h = Arc::new(SimHost { slot: sender_slot::SenderSlot::new(sender.clone()) });
         let opts = controller::ClientOptions {
             url: url.clone(),
             token: a.token.clone(),
@@ -220,9 +187,7 @@ fn agent(i: u32, a: &Args) -> Result<AgentResult, String> {
         c.halt();
     }
     if let Some(h) = &host {
-        use controller::Host;
-        h.current_ingester(); // remembered for the final sync
-        h.sender.lock().unwrap_or_else(|e| e.into_inner()).take();
+        h.slot.release(); // its ingester is remembered for the final sync
     }
     let stats = match Arc::try_unwrap(sender) {
         Ok(s) => s.close(Duration::ZERO),
@@ -230,7 +195,7 @@ fn agent(i: u32, a: &Args) -> Result<AgentResult, String> {
     };
     let ctl = ctl.map(|c| {
         if let Some(h) = &host {
-            *h.last.lock().unwrap_or_else(|e| e.into_inner()) = stats.clone();
+            h.slot.set_final(stats.clone());
         }
         c.sync_now();
         c.stats()
