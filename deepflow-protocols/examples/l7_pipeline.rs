@@ -17,14 +17,24 @@ use deepflow_protocols::red::{RedAggregator, RedConfig};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn main() {
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
-        // SAFETY: stores an integer option (15 = mi_option_purge_delay in mimalloc v2 and v3).
+/// The agent's options (examples/deepflow-agent/src/alloc.rs), set before `main` so that the
+/// first arena sees them: 15 = purge_delay, 4 = arena_eager_commit (mimalloc v2 and v3).
+#[used]
+#[allow(unsafe_code)]
+#[unsafe(link_section = ".init_array")]
+static TUNE: extern "C" fn() = tune;
+
+extern "C" fn tune() {
+    for (option, value) in [(15, 250), (4, 0)] {
+        // SAFETY: sets the default of an integer option (the environment still wins).
         #[allow(unsafe_code)]
         unsafe {
-            libmimalloc_sys::mi_option_set(15, 250);
+            libmimalloc_sys::mi_option_set_default(option, value);
         }
     }
+}
+
+fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let red_on = !args.iter().any(|a| a == "--no-red");
     // `--jsonl`: also serialize every row as the agent's `--format jsonl` does (to a sink)

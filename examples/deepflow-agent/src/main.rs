@@ -167,7 +167,6 @@ enum EmitArg {
 }
 
 fn main() -> ExitCode {
-    alloc::tune();
     let cli = Cli::parse();
     let res = match cli.cmd {
         Cmd::Analyze { file, common } => analyze(&file, &common),
