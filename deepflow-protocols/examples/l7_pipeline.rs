@@ -58,22 +58,26 @@ fn main() {
         let mut red = RedAggregator::new(RedConfig::default());
         let mut app = Vec::new();
         let (mut packets, mut rows, mut flows, mut metrics) = (0u64, 0usize, 0usize, 0usize);
-        let mut sink = std::io::BufWriter::with_capacity(1 << 16, std::io::sink());
-        let mut line = Vec::with_capacity(1024);
+        let mut sink = std::io::sink();
+        let mut line = Vec::with_capacity(1 << 17);
         let mut drain = |pipe: &mut Pipeline<L7Observer>, red: &mut RedAggregator, app: &mut Vec<_>| {
-            for row in pipe.table_mut().observer_mut().drain_rows_iter() {
+            let batch = pipe.table_mut().observer_mut().rows_mut();
+            for row in batch.iter() {
                 rows += 1;
+                if red_on {
+                    red.add(row);
+                }
                 if jsonl {
                     // as the agent's `--format jsonl` does
-                    line.clear();
                     row.write_json(&mut line);
                     line.push(b'\n');
-                    let _ = sink.write_all(&line);
-                }
-                if red_on {
-                    red.add(&row);
+                    if line.len() >= 1 << 16 {
+                        let _ = sink.write_all(&line);
+                        line.clear();
+                    }
                 }
             }
+            batch.clear();
             if red_on {
                 red.flush(pipe.stats().last_timestamp_us, app);
             }

@@ -41,6 +41,11 @@ impl L7Observer {
         self.rows.drain(..).collect()
     }
 
+    /// The rows produced so far, to read in place and clear (or take from): no row is moved.
+    pub fn rows_mut(&mut self) -> &mut Vec<L7FlowLog> {
+        &mut self.rows
+    }
+
     /// Iterates over the rows produced so far, removing them; the buffer keeps its capacity,
     /// so a consumer that drains often allocates nothing per batch.
     pub fn drain_rows_iter(&mut self) -> std::vec::Drain<'_, L7FlowLog> {

@@ -39,6 +39,12 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 pub(crate) fn str_to(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     let b = s.as_bytes();
+    // most values need no escape: one scan, one copy
+    if !b.iter().any(|&c| c < 0x20 || c == b'"' || c == b'\\') {
+        out.extend_from_slice(b);
+        out.push(b'"');
+        return;
+    }
     let mut start = 0;
     for (i, &c) in b.iter().enumerate() {
         let esc: &[u8] = match c {
@@ -85,50 +91,53 @@ fn ip_to(out: &mut Vec<u8>, ip: &IpAddr) {
     }
 }
 
-/// A field writer: `{"a":1,"b":null,...}`.
+/// `,"name":` as bytes, built at compile time (a constant-length copy, no `memmove` call).
+macro_rules! k {
+    ($name:literal) => {
+        concat!(",\"", $name, "\":").as_bytes()
+    };
+}
+
+/// A field writer: `{"a":1,"b":null,...}`; every key but the first comes from [`k!`].
 struct Obj<'a> {
     out: &'a mut Vec<u8>,
-    first: bool,
 }
 
 impl Obj<'_> {
-    fn key(&mut self, k: &str) {
-        self.out.push(if self.first { b'{' } else { b',' });
-        self.first = false;
-        self.out.push(b'"');
-        self.out.extend_from_slice(k.as_bytes());
-        self.out.extend_from_slice(b"\":");
+    #[inline(always)]
+    fn key(&mut self, k: &[u8]) {
+        self.out.extend_from_slice(k);
     }
-    fn u(&mut self, k: &str, v: u64) {
+    fn u(&mut self, k: &[u8], v: u64) {
         self.key(k);
         u64_to(self.out, v);
     }
-    fn ou(&mut self, k: &str, v: Option<u64>) {
+    fn ou(&mut self, k: &[u8], v: Option<u64>) {
         self.key(k);
         match v {
             Some(v) => u64_to(self.out, v),
             None => self.out.extend_from_slice(b"null"),
         }
     }
-    fn oi(&mut self, k: &str, v: Option<i64>) {
+    fn oi(&mut self, k: &[u8], v: Option<i64>) {
         self.key(k);
         match v {
             Some(v) => i64_to(self.out, v),
             None => self.out.extend_from_slice(b"null"),
         }
     }
-    fn s(&mut self, k: &str, v: &str) {
+    fn s(&mut self, k: &[u8], v: &str) {
         self.key(k);
         str_to(self.out, v);
     }
-    fn os(&mut self, k: &str, v: Option<&str>) {
+    fn os(&mut self, k: &[u8], v: Option<&str>) {
         self.key(k);
         match v {
             Some(v) => str_to(self.out, v),
             None => self.out.extend_from_slice(b"null"),
         }
     }
-    fn list(&mut self, k: &str, v: &[String]) {
+    fn list(&mut self, k: &[u8], v: &[String]) {
         self.key(k);
         self.out.push(b'[');
         for (i, s) in v.iter().enumerate() {
@@ -139,73 +148,68 @@ impl Obj<'_> {
         }
         self.out.push(b']');
     }
-    fn end(self) {
-        if self.first {
-            self.out.push(b'{');
-        }
-        self.out.push(b'}');
-    }
 }
 
 impl L7FlowLog {
     /// Appends this row as one JSON object (no newline), byte for byte what
     /// `serde_json::to_writer` writes for it.
     pub fn write_json(&self, out: &mut Vec<u8>) {
-        let mut o = Obj { out, first: true };
-        o.u("start_time", self.start_time);
-        o.u("end_time", self.end_time);
-        o.ou("rrt", self.rrt);
-        o.u("flow_id", self.flow_id);
-        o.key("ip_0");
+        out.extend_from_slice(b"{\"start_time\":");
+        u64_to(out, self.start_time);
+        let mut o = Obj { out };
+        o.u(k!("end_time"), self.end_time);
+        o.ou(k!("rrt"), self.rrt);
+        o.u(k!("flow_id"), self.flow_id);
+        o.key(k!("ip_0"));
         ip_to(o.out, &self.ip_0);
-        o.key("ip_1");
+        o.key(k!("ip_1"));
         ip_to(o.out, &self.ip_1);
-        o.u("client_port", u64::from(self.client_port));
-        o.u("server_port", u64::from(self.server_port));
-        o.s("protocol", self.protocol);
-        o.s("tap_side", self.tap_side);
-        o.s("signal_source", self.signal_source);
-        o.s("l7_protocol", self.l7_protocol.name());
-        o.os("version", self.version.as_deref());
-        o.s("type", self.log_type.name());
-        o.os("request_type", self.request_type.as_deref());
-        o.os("request_domain", self.request_domain.as_deref());
-        o.os("request_resource", self.request_resource.as_deref());
-        o.os("endpoint", self.endpoint.as_deref());
-        o.ou("request_id", self.request_id.map(u64::from));
-        o.s("response_status", self.response_status.name());
-        o.oi("response_code", self.response_code.map(i64::from));
-        o.os("response_exception", self.response_exception.as_deref());
-        o.os("response_result", self.response_result.as_deref());
-        o.ou("request_length", self.request_length);
-        o.ou("response_length", self.response_length);
-        o.os("trace_id", self.trace_id.as_deref());
-        o.os("span_id", self.span_id.as_deref());
-        o.os("parent_span_id", self.parent_span_id.as_deref());
-        o.os("x_request_id_0", self.x_request_id_0.as_deref());
-        o.os("x_request_id_1", self.x_request_id_1.as_deref());
-        o.os("http_proxy_client", self.http_proxy_client.as_deref());
-        o.list("attribute_names", &self.attribute_names);
-        o.list("attribute_values", &self.attribute_values);
+        o.u(k!("client_port"), u64::from(self.client_port));
+        o.u(k!("server_port"), u64::from(self.server_port));
+        o.s(k!("protocol"), self.protocol);
+        o.s(k!("tap_side"), self.tap_side);
+        o.s(k!("signal_source"), self.signal_source);
+        o.s(k!("l7_protocol"), self.l7_protocol.name());
+        o.os(k!("version"), self.version.as_deref());
+        o.s(k!("type"), self.log_type.name());
+        o.os(k!("request_type"), self.request_type.as_deref());
+        o.os(k!("request_domain"), self.request_domain.as_deref());
+        o.os(k!("request_resource"), self.request_resource.as_deref());
+        o.os(k!("endpoint"), self.endpoint.as_deref());
+        o.ou(k!("request_id"), self.request_id.map(u64::from));
+        o.s(k!("response_status"), self.response_status.name());
+        o.oi(k!("response_code"), self.response_code.map(i64::from));
+        o.os(k!("response_exception"), self.response_exception.as_deref());
+        o.os(k!("response_result"), self.response_result.as_deref());
+        o.ou(k!("request_length"), self.request_length);
+        o.ou(k!("response_length"), self.response_length);
+        o.os(k!("trace_id"), self.trace_id.as_deref());
+        o.os(k!("span_id"), self.span_id.as_deref());
+        o.os(k!("parent_span_id"), self.parent_span_id.as_deref());
+        o.os(k!("x_request_id_0"), self.x_request_id_0.as_deref());
+        o.os(k!("x_request_id_1"), self.x_request_id_1.as_deref());
+        o.os(k!("http_proxy_client"), self.http_proxy_client.as_deref());
+        o.list(k!("attribute_names"), &self.attribute_names);
+        o.list(k!("attribute_values"), &self.attribute_values);
         if let Some(v) = self.process_id_0 {
-            o.u("process_id_0", u64::from(v));
+            o.u(k!("process_id_0"), u64::from(v));
         }
         if let Some(v) = self.process_id_1 {
-            o.u("process_id_1", u64::from(v));
+            o.u(k!("process_id_1"), u64::from(v));
         }
         if let Some(v) = &self.process_kname_0 {
-            o.s("process_kname_0", v);
+            o.s(k!("process_kname_0"), v);
         }
         if let Some(v) = &self.process_kname_1 {
-            o.s("process_kname_1", v);
+            o.s(k!("process_kname_1"), v);
         }
         if let Some(v) = self.syscall_trace_id_request {
-            o.u("syscall_trace_id_request", v);
+            o.u(k!("syscall_trace_id_request"), v);
         }
         if let Some(v) = self.syscall_trace_id_response {
-            o.u("syscall_trace_id_response", v);
+            o.u(k!("syscall_trace_id_response"), v);
         }
-        o.end();
+        o.out.push(b'}');
     }
 }
 
