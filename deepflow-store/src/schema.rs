@@ -205,88 +205,169 @@ impl<R> Column<R> {
             .with_metadata([("doc".to_string(), self.doc.to_string())].into_iter().collect())
     }
 
-    fn build(&self, rows: &[TaggedRow<R>]) -> ArrayRef {
-        let n = rows.len();
-        match &self.get {
-            Getter::TimeUs(f) => Arc::new(
-                TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| f(&r.row) as i64)).with_timezone("UTC"),
-            ),
-            Getter::TimeSecs(f) => Arc::new(
-                TimestampMicrosecondArray::from_iter_values(
-                    rows.iter().map(|r| (f(&r.row) as i64).saturating_mul(1_000_000)),
-                )
-                .with_timezone("UTC"),
-            ),
-            Getter::U8(f) => Arc::new(UInt8Array::from_iter_values(rows.iter().map(|r| f(&r.row)))),
-            Getter::U16(f) => Arc::new(UInt16Array::from_iter_values(rows.iter().map(|r| f(&r.row)))),
-            Getter::U32(f) => Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| f(&r.row)))),
-            Getter::U64(f) => Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| f(&r.row)))),
-            Getter::OptU32(f) => Arc::new(rows.iter().map(|r| f(&r.row)).collect::<UInt32Array>()),
-            Getter::OptU64(f) => {
-                let mut b = UInt64Builder::with_capacity(n);
-                rows.iter().for_each(|r| b.append_option(f(&r.row)));
-                Arc::new(b.finish())
+    /// An empty builder for `n` values of this column.
+    fn builder(&self, n: usize) -> ColumnBuilder {
+        match self.get {
+            Getter::TimeUs(_) | Getter::TimeSecs(_) => ColumnBuilder::Time(Vec::with_capacity(n)),
+            Getter::U8(_) => ColumnBuilder::U8(Vec::with_capacity(n)),
+            Getter::U16(_) => ColumnBuilder::U16(Vec::with_capacity(n)),
+            Getter::U32(_) | Getter::Tag(..) | Getter::RowTag(_) => ColumnBuilder::U32(Vec::with_capacity(n)),
+            Getter::U64(_) => ColumnBuilder::U64(Vec::with_capacity(n)),
+            Getter::OptU32(_) => ColumnBuilder::OptU32(UInt32Builder::with_capacity(n)),
+            Getter::OptU64(_) => ColumnBuilder::OptU64(UInt64Builder::with_capacity(n)),
+            Getter::OptI32(_) => ColumnBuilder::OptI32(Int32Builder::with_capacity(n)),
+            Getter::Bool(_) => ColumnBuilder::Bool(BooleanBuilder::with_capacity(n)),
+            Getter::Str(_) => ColumnBuilder::Str(StringBuilder::with_capacity(n, n * 8)),
+            Getter::OptStr(_) => ColumnBuilder::Str(StringBuilder::with_capacity(n, n * 16)),
+            Getter::Ip(_) => ColumnBuilder::Str(StringBuilder::with_capacity(n, n * 14)),
+            Getter::StrList(_) => ColumnBuilder::StrList(ListBuilder::with_capacity(StringBuilder::new(), n)),
+            Getter::U32List(_) => ColumnBuilder::U32List(ListBuilder::with_capacity(UInt32Builder::new(), n)),
+        }
+    }
+
+    /// Appends the column's values of `rows` to `b` (made by [`Column::builder`]).
+    fn append(&self, b: &mut ColumnBuilder, rows: &[TaggedRow<R>]) {
+        match (&self.get, b) {
+            (Getter::TimeUs(f), ColumnBuilder::Time(v)) => v.extend(rows.iter().map(|r| f(&r.row) as i64)),
+            (Getter::TimeSecs(f), ColumnBuilder::Time(v)) => {
+                v.extend(rows.iter().map(|r| (f(&r.row) as i64).saturating_mul(1_000_000)));
             }
-            Getter::OptI32(f) => {
-                let mut b = Int32Builder::with_capacity(n);
-                rows.iter().for_each(|r| b.append_option(f(&r.row)));
-                Arc::new(b.finish())
-            }
-            Getter::Bool(f) => {
-                let mut b = BooleanBuilder::with_capacity(n);
-                rows.iter().for_each(|r| b.append_value(f(&r.row)));
-                Arc::new(b.finish())
-            }
-            Getter::Str(f) => {
-                let mut b = StringBuilder::with_capacity(n, n * 8);
-                rows.iter().for_each(|r| b.append_value(f(&r.row)));
-                Arc::new(b.finish())
-            }
-            Getter::OptStr(f) => {
-                let mut b = StringBuilder::with_capacity(n, n * 16);
-                rows.iter().for_each(|r| b.append_option(f(&r.row)));
-                Arc::new(b.finish())
-            }
-            Getter::Ip(f) => {
-                let mut b = StringBuilder::with_capacity(n, n * 14);
+            (Getter::U8(f), ColumnBuilder::U8(v)) => v.extend(rows.iter().map(|r| f(&r.row))),
+            (Getter::U16(f), ColumnBuilder::U16(v)) => v.extend(rows.iter().map(|r| f(&r.row))),
+            (Getter::U32(f), ColumnBuilder::U32(v)) => v.extend(rows.iter().map(|r| f(&r.row))),
+            (Getter::U64(f), ColumnBuilder::U64(v)) => v.extend(rows.iter().map(|r| f(&r.row))),
+            (Getter::OptU32(f), ColumnBuilder::OptU32(b)) => rows.iter().for_each(|r| b.append_option(f(&r.row))),
+            (Getter::OptU64(f), ColumnBuilder::OptU64(b)) => rows.iter().for_each(|r| b.append_option(f(&r.row))),
+            (Getter::OptI32(f), ColumnBuilder::OptI32(b)) => rows.iter().for_each(|r| b.append_option(f(&r.row))),
+            (Getter::Bool(f), ColumnBuilder::Bool(b)) => rows.iter().for_each(|r| b.append_value(f(&r.row))),
+            (Getter::Str(f), ColumnBuilder::Str(b)) => rows.iter().for_each(|r| b.append_value(f(&r.row))),
+            (Getter::OptStr(f), ColumnBuilder::Str(b)) => rows.iter().for_each(|r| b.append_option(f(&r.row))),
+            (Getter::Ip(f), ColumnBuilder::Str(b)) => {
                 for r in rows {
                     match f(&r.row) {
-                        Some(ip) => {
-                            let _ = write!(b, "{ip}");
-                            b.append_value("");
-                        }
+                        Some(ip) => append_ip(b, ip),
                         None => b.append_null(),
                     }
                 }
-                Arc::new(b.finish())
             }
-            Getter::StrList(f) => {
-                let mut b = ListBuilder::new(StringBuilder::new());
+            (Getter::StrList(f), ColumnBuilder::StrList(b)) => {
                 for r in rows {
                     for s in f(&r.row) {
                         b.values().append_value(s);
                     }
                     b.append(true);
                 }
-                Arc::new(b.finish())
             }
-            Getter::U32List(f) => {
-                let mut b = ListBuilder::new(UInt32Builder::new());
+            (Getter::U32List(f), ColumnBuilder::U32List(b)) => {
                 for r in rows {
                     b.values().append_slice(f(&r.row));
                     b.append(true);
                 }
-                Arc::new(b.finish())
             }
-            Getter::Tag(side, i) => {
-                let pick = |t: &UniversalTags| t.to_array().get(*i).copied().unwrap_or(0);
-                Arc::new(UInt32Array::from_iter_values(
-                    rows.iter().map(|r| if *side == 0 { pick(&r.tags_0) } else { pick(&r.tags_1) }),
-                ))
+            (Getter::Tag(side, i), ColumnBuilder::U32(v)) => {
+                let get = tag_getter(*i);
+                if *side == 0 {
+                    v.extend(rows.iter().map(|r| get(&r.tags_0)));
+                } else {
+                    v.extend(rows.iter().map(|r| get(&r.tags_1)));
+                }
             }
-            Getter::RowTag(i) => Arc::new(UInt32Array::from_iter_values(
-                rows.iter().map(|r| r.tags_0.to_array().get(*i).copied().unwrap_or(0)),
-            )),
+            (Getter::RowTag(i), ColumnBuilder::U32(v)) => {
+                let get = tag_getter(*i);
+                v.extend(rows.iter().map(|r| get(&r.tags_0)));
+            }
+            // builders come from `Column::builder` of the same column; a mismatch would leave the
+            // column short and `RecordBatch::try_new` would reject the batch
+            _ => {}
+        }
+    }
+}
+
+/// The id at index `i` of [`UniversalTags::to_array`] (0 past the end), without building the
+/// array for every value.
+fn tag_getter(i: usize) -> fn(&UniversalTags) -> u32 {
+    match i {
+        0 => |t| t.region_id,
+        1 => |t| t.az_id,
+        2 => |t| t.host_id,
+        3 => |t| t.l3_epc_id,
+        4 => |t| t.subnet_id,
+        5 => |t| t.pod_cluster_id,
+        6 => |t| t.pod_ns_id,
+        7 => |t| t.pod_node_id,
+        8 => |t| t.pod_group_id,
+        9 => |t| t.pod_id,
+        10 => |t| t.service_id,
+        11 => |t| t.gprocess_id,
+        _ => |_| 0,
+    }
+}
+
+/// A column under construction (see [`Record::to_batch`]).
+enum ColumnBuilder {
+    Time(Vec<i64>),
+    U8(Vec<u8>),
+    U16(Vec<u16>),
+    U32(Vec<u32>),
+    U64(Vec<u64>),
+    OptU32(UInt32Builder),
+    OptU64(UInt64Builder),
+    OptI32(Int32Builder),
+    Bool(BooleanBuilder),
+    Str(StringBuilder),
+    StrList(ListBuilder<StringBuilder>),
+    U32List(ListBuilder<UInt32Builder>),
+}
+
+impl ColumnBuilder {
+    fn finish(self) -> ArrayRef {
+        match self {
+            ColumnBuilder::Time(v) => Arc::new(TimestampMicrosecondArray::from(v).with_timezone("UTC")),
+            ColumnBuilder::U8(v) => Arc::new(UInt8Array::from(v)),
+            ColumnBuilder::U16(v) => Arc::new(UInt16Array::from(v)),
+            ColumnBuilder::U32(v) => Arc::new(UInt32Array::from(v)),
+            ColumnBuilder::U64(v) => Arc::new(UInt64Array::from(v)),
+            ColumnBuilder::OptU32(mut b) => Arc::new(b.finish()),
+            ColumnBuilder::OptU64(mut b) => Arc::new(b.finish()),
+            ColumnBuilder::OptI32(mut b) => Arc::new(b.finish()),
+            ColumnBuilder::Bool(mut b) => Arc::new(b.finish()),
+            ColumnBuilder::Str(mut b) => Arc::new(b.finish()),
+            ColumnBuilder::StrList(mut b) => Arc::new(b.finish()),
+            ColumnBuilder::U32List(mut b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+/// Appends the canonical text of `ip` (`std::net::IpAddr`'s `Display`), IPv4 without the
+/// formatting machinery.
+fn append_ip(b: &mut StringBuilder, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut buf = [0u8; 15];
+            let mut n = 0;
+            let mut put = |d: u8| {
+                if let Some(slot) = buf.get_mut(n) {
+                    *slot = d;
+                    n += 1;
+                }
+            };
+            for (k, &o) in v4.octets().iter().enumerate() {
+                if k > 0 {
+                    put(b'.');
+                }
+                if o >= 100 {
+                    put(b'0' + o / 100);
+                }
+                if o >= 10 {
+                    put(b'0' + o / 10 % 10);
+                }
+                put(b'0' + o % 10);
+            }
+            b.append_value(std::str::from_utf8(buf.get(..n).unwrap_or(&[])).unwrap_or_default());
+        }
+        IpAddr::V6(_) => {
+            let _ = write!(b, "{ip}");
+            b.append_value("");
         }
     }
 }
@@ -310,10 +391,19 @@ pub trait Record: Sized + Send + 'static {
     /// The Arrow schema (cached).
     fn schema() -> SchemaRef;
 
-    /// Builds one batch from tagged rows.
+    /// Builds one batch from tagged rows: blocks of rows small enough to stay in cache, each
+    /// appended column by column (one pass over all rows per column would read every row from
+    /// memory once per column).
     fn to_batch(rows: &[TaggedRow<Self>]) -> Result<RecordBatch, ArrowError> {
-        let cols: Vec<ArrayRef> = Self::columns().iter().map(|c| c.build(rows)).collect();
-        RecordBatch::try_new(Self::schema(), cols)
+        const BLOCK: usize = 256;
+        let columns = Self::columns();
+        let mut builders: Vec<ColumnBuilder> = columns.iter().map(|c| c.builder(rows.len())).collect();
+        for block in rows.chunks(BLOCK) {
+            for (c, b) in columns.iter().zip(builders.iter_mut()) {
+                c.append(b, block);
+            }
+        }
+        RecordBatch::try_new(Self::schema(), builders.into_iter().map(ColumnBuilder::finish).collect())
     }
 }
 
@@ -724,5 +814,71 @@ impl Record for ProfileSample {
     fn schema() -> SchemaRef {
         static S: LazyLock<SchemaRef> = LazyLock::new(|| schema_of(&PROFILE_COLUMNS));
         S.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::Array;
+
+    #[test]
+    fn tag_getter_follows_to_array() {
+        let t = UniversalTags {
+            region_id: 1,
+            az_id: 2,
+            host_id: 3,
+            l3_epc_id: 4,
+            subnet_id: 5,
+            pod_cluster_id: 6,
+            pod_ns_id: 7,
+            pod_node_id: 8,
+            pod_group_id: 9,
+            pod_id: 10,
+            service_id: 11,
+            gprocess_id: 12,
+        };
+        for i in 0..14 {
+            assert_eq!(tag_getter(i)(&t), t.to_array().get(i).copied().unwrap_or(0), "index {i}");
+        }
+    }
+
+    #[test]
+    fn ip_text_is_display() {
+        let ips: Vec<IpAddr> = [
+            "0.0.0.0",
+            "255.255.255.255",
+            "10.0.100.9",
+            "1.22.133.4",
+            "192.168.10.99",
+            "100.10.1.0",
+            "::",
+            "::1",
+            "fe80::1:2",
+            "::ffff:10.1.2.3",
+            "2001:db8::8a2e:370:7334",
+        ]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+        let mut b = StringBuilder::new();
+        for ip in &ips {
+            append_ip(&mut b, *ip);
+        }
+        b.append_null();
+        let a = b.finish();
+        for (i, ip) in ips.iter().enumerate() {
+            assert_eq!(a.value(i), ip.to_string());
+        }
+        assert!(a.is_null(ips.len()));
+        // every IPv4 octet value, in each position
+        let mut b = StringBuilder::new();
+        for o in 0..=255u8 {
+            append_ip(&mut b, IpAddr::from([o, 255 - o, o / 3, o % 7]));
+        }
+        let a = b.finish();
+        for o in 0..=255u8 {
+            assert_eq!(a.value(usize::from(o)), IpAddr::from([o, 255 - o, o / 3, o % 7]).to_string());
+        }
     }
 }
