@@ -1,8 +1,10 @@
-//! Shared helpers for the deepflow-rs benchmarks: synthetic packets.
+//! Shared helpers for the deepflow-rs benchmarks: synthetic packets, generated store rows.
 
 use std::net::{IpAddr, Ipv4Addr};
 
 use deepflow_core::packet::{L4, Packet, TcpFlags, TcpInfo};
+
+pub mod store_gen;
 
 /// A TCP packet of flow number `flow` (distinct client address/port per flow) to port 80.
 pub fn tcp_packet(flow: u32, ts_us: u64, c2s: bool, flags: u8, seq: u32, ack: u32, payload: &[u8]) -> Packet<'_> {
