@@ -490,9 +490,16 @@ impl StoreWriter {
             }
             Ok(())
         })();
-        // rows already in files are never written twice; the rest stay for a retry
-        let written: usize = b.rows.drain(..start).map(|r| r.row.approx_size()).sum();
-        b.bytes = b.bytes.saturating_sub(written);
+        // rows already in files are never written twice; the rest stay for a retry (sizes summed
+        // by reference and rows dropped in place: draining by value moved every row out first)
+        if start >= b.rows.len() {
+            b.rows.clear();
+            b.bytes = 0;
+        } else {
+            let written: usize = b.rows.get(..start).unwrap_or(&[]).iter().map(|r| r.row.approx_size()).sum();
+            b.rows.drain(..start);
+            b.bytes = b.bytes.saturating_sub(written);
+        }
         res
     }
 
