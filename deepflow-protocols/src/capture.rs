@@ -46,12 +46,6 @@ impl L7Observer {
         &mut self.rows
     }
 
-    /// Iterates over the rows produced so far, removing them; the buffer keeps its capacity,
-    /// so a consumer that drains often allocates nothing per batch.
-    pub fn drain_rows_iter(&mut self) -> std::vec::Drain<'_, L7FlowLog> {
-        self.rows.drain(..)
-    }
-
     /// The engine (counters, configuration, parser registration).
     pub fn engine(&self) -> &L7Engine {
         &self.engine

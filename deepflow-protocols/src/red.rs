@@ -157,8 +157,8 @@ impl RedAggregator {
                 }
             }
         }
-        for wi in 0..self.cfg.windows_secs.len() {
-            let interval = self.cfg.windows_secs.get(wi).copied().unwrap_or(1).max(1);
+        for &interval in &self.cfg.windows_secs {
+            let interval = interval.max(1);
             let mut start = ts - ts % u64::from(interval);
             let wm = self.watermark.get(&interval).copied().unwrap_or(0);
             if start < wm {

@@ -193,19 +193,15 @@ pub fn row_single_owned(flow: &FlowInfo, m: L7Message, log_type: LogType) -> L7F
     r.trace_id = trace.trace_id;
     r.span_id = trace.span_id;
     r.parent_span_id = trace.parent_span_id;
-    push_attributes(&mut r, attributes, &[]);
+    push_attributes(&mut r, attributes);
     r
 }
 
-/// Moves `attrs` into the row's attribute columns, leaving out the (name, value) pairs of
-/// `skip` (a response repeating a request attribute adds nothing).
-fn push_attributes(r: &mut L7FlowLog, attrs: Vec<(String, String)>, skip: &[(String, String)]) {
+/// Moves `attrs` into the row's attribute columns.
+fn push_attributes(r: &mut L7FlowLog, attrs: Vec<(String, String)>) {
     r.attribute_names.reserve(attrs.len());
     r.attribute_values.reserve(attrs.len());
     for (n, v) in attrs {
-        if skip.iter().any(|(sn, sv)| *sn == n && *sv == v) {
-            continue;
-        }
         r.attribute_names.push(n);
         r.attribute_values.push(v);
     }
@@ -243,18 +239,9 @@ pub fn row_merged_owned(flow: &FlowInfo, req: L7Message, resp: L7Message) -> L7F
     r.x_request_id_0 = qt.x_request_id;
     r.x_request_id_1 = st.x_request_id;
     r.http_proxy_client = qt.proxy_client;
-    let req_attrs = req.attributes;
-    if resp.attributes.is_empty() {
-        push_attributes(&mut r, req_attrs, &[]);
-    } else {
-        let n = req_attrs.len();
-        r.attribute_names.reserve(n);
-        r.attribute_values.reserve(n);
-        for (n, v) in req_attrs.iter() {
-            r.attribute_names.push(n.clone());
-            r.attribute_values.push(v.clone());
-        }
-        push_attributes(&mut r, resp.attributes, &req_attrs);
-    }
+    // a response repeating a request attribute (same name and value) adds nothing
+    let resp_attrs: Vec<_> = resp.attributes.into_iter().filter(|a| !req.attributes.contains(a)).collect();
+    push_attributes(&mut r, req.attributes);
+    push_attributes(&mut r, resp_attrs);
     r
 }

@@ -305,28 +305,6 @@ fn b64_decode(s: &[u8]) -> Option<Vec<u8>> {
 #[cfg(test)]
 #[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]
 mod tests {
-
-    #[test]
-    fn filter_rejects_only_names_that_cannot_match() {
-        let cfg = TraceConfig { extra_headers: vec!["X-Tenant".into()], ..TraceConfig::default() };
-        let f = TraceFilter::new(&cfg);
-        for n in
-            ["traceparent", "TraceParent", "sw8", "uber-trace-id", "b3", "X-B3-TraceId", "x-request-id", "x-tenant"]
-        {
-            assert!(f.may_match(n), "{n}");
-        }
-        for n in ["Host", "Content-Type", "Accept", "Connection", "", "1"] {
-            assert!(!f.may_match(n), "{n}");
-        }
-        // a rejected name is never used; an accepted one still goes through the full check
-        let mut msg = L7Message::new(deepflow_core::record::L7Protocol::Http1, crate::l7::MessageKind::Request);
-        let mut ex = TraceExtractor::with_filter(&cfg, f);
-        assert!(!ex.header("Content-Type", "text/plain", &mut msg));
-        assert!(!ex.header("x-b3-flags", "1", &mut msg));
-        assert!(ex.header("X-Tenant", "t1", &mut msg));
-        assert_eq!(msg.attributes, vec![("x_tenant".to_string(), "t1".to_string())]);
-    }
-
     use super::*;
     use crate::l7::MessageKind;
     use deepflow_core::record::L7Protocol;
@@ -430,5 +408,26 @@ mod tests {
         assert_eq!(b64_decode(b"aGVsbG8").unwrap(), b"hello");
         assert!(b64_decode(b"a").is_none());
         assert!(b64_decode(b"a=b=").is_none());
+    }
+
+    #[test]
+    fn filter_rejects_only_names_that_cannot_match() {
+        let cfg = TraceConfig { extra_headers: vec!["X-Tenant".into()], ..TraceConfig::default() };
+        let f = TraceFilter::new(&cfg);
+        for n in
+            ["traceparent", "TraceParent", "sw8", "uber-trace-id", "b3", "X-B3-TraceId", "x-request-id", "x-tenant"]
+        {
+            assert!(f.may_match(n), "{n}");
+        }
+        for n in ["Host", "Content-Type", "Accept", "Connection", "", "1"] {
+            assert!(!f.may_match(n), "{n}");
+        }
+        // a rejected name is never used; an accepted one still goes through the full check
+        let mut msg = L7Message::new(L7Protocol::Http1, MessageKind::Request);
+        let mut ex = TraceExtractor::with_filter(&cfg, f);
+        assert!(!ex.header("Content-Type", "text/plain", &mut msg));
+        assert!(!ex.header("x-b3-flags", "1", &mut msg));
+        assert!(ex.header("X-Tenant", "t1", &mut msg));
+        assert_eq!(msg.attributes, vec![("x_tenant".to_string(), "t1".to_string())]);
     }
 }
