@@ -37,6 +37,32 @@ struct Red {
     rrt_max: u64,
 }
 
+impl Red {
+    /// Counts one row (requests once per session/request row; answers, errors and rrt on rows
+    /// that carry a response or a timeout).
+    fn count(&mut self, r: &L7FlowLog) {
+        let is_request = !matches!(r.log_type, deepflow_core::record::LogType::Response);
+        let is_answer = !matches!(r.log_type, deepflow_core::record::LogType::Request)
+            || r.response_status == ResponseStatus::Timeout;
+        if is_request {
+            self.requests += 1;
+        }
+        if is_answer {
+            match r.response_status {
+                ResponseStatus::ClientError => self.client_errors += 1,
+                ResponseStatus::ServerError => self.server_errors += 1,
+                ResponseStatus::Timeout => self.timeouts += 1,
+                _ => {}
+            }
+            if let Some(rrt) = r.rrt {
+                self.rrt.record(rrt);
+                self.rrt_sum += rrt;
+                self.rrt_max = self.rrt_max.max(rrt);
+            }
+        }
+    }
+}
+
 /// (protocol, server ip, server port, transport, endpoint or request type) of the summary.
 type RedKey = (L7Protocol, std::net::IpAddr, u16, &'static str, String);
 
@@ -181,28 +207,12 @@ impl Printer {
     /// Adds a row to the per-endpoint RED summary (requests counted once per session/request row).
     fn account_red(&mut self, r: &L7FlowLog) {
         let ep = r.endpoint.as_deref().or(r.request_type.as_deref()).unwrap_or_default();
-        let kref = RedKeyRef(r.l7_protocol, r.ip_1, r.server_port, r.protocol, ep);
-        if self.totals.red.get(&kref).is_none() {
-            self.totals.red.insert((r.l7_protocol, r.ip_1, r.server_port, r.protocol, ep.to_string()), Red::default());
-        }
-        let Some(e) = self.totals.red.get_mut(&kref) else { return };
-        let is_request = !matches!(r.log_type, deepflow_core::record::LogType::Response);
-        let is_answer = !matches!(r.log_type, deepflow_core::record::LogType::Request)
-            || r.response_status == ResponseStatus::Timeout;
-        if is_request {
-            e.requests += 1;
-        }
-        if is_answer {
-            match r.response_status {
-                ResponseStatus::ClientError => e.client_errors += 1,
-                ResponseStatus::ServerError => e.server_errors += 1,
-                ResponseStatus::Timeout => e.timeouts += 1,
-                _ => {}
-            }
-            if let Some(rrt) = r.rrt {
-                e.rrt.record(rrt);
-                e.rrt_sum += rrt;
-                e.rrt_max = e.rrt_max.max(rrt);
+        match self.totals.red.get_mut(&RedKeyRef(r.l7_protocol, r.ip_1, r.server_port, r.protocol, ep)) {
+            Some(e) => e.count(r),
+            None => {
+                let mut e = Red::default();
+                e.count(r);
+                self.totals.red.insert((r.l7_protocol, r.ip_1, r.server_port, r.protocol, ep.to_string()), e);
             }
         }
     }
