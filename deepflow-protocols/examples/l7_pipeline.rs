@@ -13,26 +13,9 @@ use deepflow_protocols::L7Config;
 use deepflow_protocols::capture::L7Observer;
 use deepflow_protocols::red::{RedAggregator, RedConfig};
 
-// the agent's allocator and purge delay (examples/deepflow-agent/src/alloc.rs)
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// The agent's options (examples/deepflow-agent/src/alloc.rs), set before `main` so that the
-/// first arena sees them: 15 = purge_delay, 4 = arena_eager_commit (mimalloc v2 and v3).
-#[used]
-#[allow(unsafe_code)]
-#[unsafe(link_section = ".init_array")]
-static TUNE: extern "C" fn() = tune;
-
-extern "C" fn tune() {
-    for (option, value) in [(15, 250), (4, 0)] {
-        // SAFETY: sets the default of an integer option (the environment still wins).
-        #[allow(unsafe_code)]
-        unsafe {
-            libmimalloc_sys::mi_option_set_default(option, value);
-        }
-    }
-}
+// the agent's allocator with the agent's options
+#[path = "../../examples/deepflow-agent/src/alloc.rs"]
+mod alloc;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
