@@ -265,7 +265,7 @@ impl<R> Column<R> {
                 }
             }
             (Getter::Tag(side, i), ColumnBuilder::U32(v)) => {
-                let get = tag_getter(*i);
+                let get = UniversalTags::getter(*i);
                 if *side == 0 {
                     v.extend(rows.iter().map(|r| get(&r.tags_0)));
                 } else {
@@ -273,33 +273,13 @@ impl<R> Column<R> {
                 }
             }
             (Getter::RowTag(i), ColumnBuilder::U32(v)) => {
-                let get = tag_getter(*i);
+                let get = UniversalTags::getter(*i);
                 v.extend(rows.iter().map(|r| get(&r.tags_0)));
             }
             // builders come from `Column::builder` of the same column; a mismatch would leave the
             // column short and `RecordBatch::try_new` would reject the batch
             _ => {}
         }
-    }
-}
-
-/// The id at index `i` of [`UniversalTags::to_array`] (0 past the end), without building the
-/// array for every value.
-fn tag_getter(i: usize) -> fn(&UniversalTags) -> u32 {
-    match i {
-        0 => |t| t.region_id,
-        1 => |t| t.az_id,
-        2 => |t| t.host_id,
-        3 => |t| t.l3_epc_id,
-        4 => |t| t.subnet_id,
-        5 => |t| t.pod_cluster_id,
-        6 => |t| t.pod_ns_id,
-        7 => |t| t.pod_node_id,
-        8 => |t| t.pod_group_id,
-        9 => |t| t.pod_id,
-        10 => |t| t.service_id,
-        11 => |t| t.gprocess_id,
-        _ => |_| 0,
     }
 }
 
@@ -821,27 +801,6 @@ impl Record for ProfileSample {
 mod tests {
     use super::*;
     use datafusion::arrow::array::Array;
-
-    #[test]
-    fn tag_getter_follows_to_array() {
-        let t = UniversalTags {
-            region_id: 1,
-            az_id: 2,
-            host_id: 3,
-            l3_epc_id: 4,
-            subnet_id: 5,
-            pod_cluster_id: 6,
-            pod_ns_id: 7,
-            pod_node_id: 8,
-            pod_group_id: 9,
-            pod_id: 10,
-            service_id: 11,
-            gprocess_id: 12,
-        };
-        for i in 0..14 {
-            assert_eq!(tag_getter(i)(&t), t.to_array().get(i).copied().unwrap_or(0), "index {i}");
-        }
-    }
 
     #[test]
     fn ip_text_is_display() {

@@ -248,6 +248,26 @@ impl UniversalTags {
         ]
     }
 
+    /// The getter of the id at index `i` of [`Self::to_array`] (0 past the end): columnar
+    /// writers read one id of many rows without building the array per row.
+    pub fn getter(i: usize) -> fn(&UniversalTags) -> u32 {
+        match i {
+            0 => |t| t.region_id,
+            1 => |t| t.az_id,
+            2 => |t| t.host_id,
+            3 => |t| t.l3_epc_id,
+            4 => |t| t.subnet_id,
+            5 => |t| t.pod_cluster_id,
+            6 => |t| t.pod_ns_id,
+            7 => |t| t.pod_node_id,
+            8 => |t| t.pod_group_id,
+            9 => |t| t.pod_id,
+            10 => |t| t.service_id,
+            11 => |t| t.gprocess_id,
+            _ => |_| 0,
+        }
+    }
+
     /// The id of one kind (0 for label kinds, which are not universal tags).
     pub const fn get(&self, kind: ResourceKind) -> u32 {
         match kind {
@@ -406,4 +426,30 @@ pub struct ResourceInfo {
     pub tags: UniversalTags,
     /// Workload type, for [`ResourceKind::PodGroup`].
     pub pod_group_type: Option<PodGroupType>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn getter_follows_to_array() {
+        let t = UniversalTags {
+            region_id: 1,
+            az_id: 2,
+            host_id: 3,
+            l3_epc_id: 4,
+            subnet_id: 5,
+            pod_cluster_id: 6,
+            pod_ns_id: 7,
+            pod_node_id: 8,
+            pod_group_id: 9,
+            pod_id: 10,
+            service_id: 11,
+            gprocess_id: 12,
+        };
+        for i in 0..14 {
+            assert_eq!(UniversalTags::getter(i)(&t), t.to_array().get(i).copied().unwrap_or(0), "index {i}");
+        }
+    }
 }
