@@ -23,9 +23,18 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-pub fn start(data: &std::path::Path, token: Option<&str>, extra: &[&str]) -> Server {
+/// Runs `deepflow-server run --data DATA ARGS [--token T]` with stderr echoed, and waits up to
+/// `wait` until a line has announced the address after each of `keys`; the addresses in `keys`
+/// order.
+fn launch(
+    data: &std::path::Path,
+    token: Option<&str>,
+    args: &[&str],
+    keys: &'static [&'static str],
+    wait: Duration,
+) -> (Child, Vec<String>) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_deepflow-server"));
-    cmd.args(["run", "--data"]).arg(data).args(["--listen", "127.0.0.1:0"]).args(extra);
+    cmd.args(["run", "--data"]).arg(data).args(args);
     if let Some(t) = token {
         cmd.args(["--token", t]);
     }
@@ -33,20 +42,27 @@ pub fn start(data: &std::path::Path, token: Option<&str>, extra: &[&str]) -> Ser
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let mut sent = false;
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if !sent {
-                if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let addr = rest.split_whitespace().next().unwrap_or("").to_string();
-                    let _ = tx.send(addr);
-                    sent = true;
+            for (i, key) in keys.iter().enumerate() {
+                if let Some(rest) = line.split(key).nth(1) {
+                    let _ = tx.send((i, rest.split_whitespace().next().unwrap_or("").to_string()));
                 }
             }
             eprintln!("[server] {line}");
         }
     });
-    let addr = rx.recv_timeout(Duration::from_secs(60)).expect("server did not start");
-    Server { child, addr, token: token.map(str::to_string) }
+    let mut addrs: Vec<Option<String>> = vec![None; keys.len()];
+    while addrs.iter().any(Option::is_none) {
+        let (i, addr) = rx.recv_timeout(wait).expect("server did not start");
+        addrs[i].get_or_insert(addr);
+    }
+    (child, addrs.into_iter().map(Option::unwrap).collect())
+}
+
+pub fn start(data: &std::path::Path, token: Option<&str>, extra: &[&str]) -> Server {
+    let args: Vec<&str> = ["--listen", "127.0.0.1:0"].iter().chain(extra).copied().collect();
+    let (child, mut addrs) = launch(data, token, &args, &["listening on http://"], Duration::from_secs(60));
+    Server { child, addr: addrs.remove(0), token: token.map(str::to_string) }
 }
 
 /// A server with its HTTP address and its agent gRPC ingest address (`--grpc-listen`).
@@ -73,33 +89,15 @@ impl GrpcServer {
 /// Starts the server with HTTP and gRPC on free loopback ports (`--commit-ms 20` unless
 /// `extra` sets it).
 pub fn start_with_grpc(data: &std::path::Path, token: Option<&str>, extra: &[&str]) -> GrpcServer {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_deepflow-server"));
-    cmd.args(["run", "--data"]).arg(data).args(["--listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0"]).args(extra);
+    let mut args: Vec<&str> =
+        ["--listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0"].iter().chain(extra).copied().collect();
     if !extra.contains(&"--commit-ms") {
-        cmd.args(["--commit-ms", "20"]);
+        args.extend(["--commit-ms", "20"]);
     }
-    if let Some(t) = token {
-        cmd.args(["--token", t]);
-    }
-    let mut child = cmd.stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            for (tag, key) in [("http", "listening on http://"), ("grpc", "agent gRPC ingest on ")] {
-                if let Some(rest) = line.split(key).nth(1) {
-                    let _ = tx.send((tag, rest.split_whitespace().next().unwrap_or("").to_string()));
-                }
-            }
-            eprintln!("[server] {line}");
-        }
-    });
-    let (mut http, mut grpc) = (None, None);
-    while http.is_none() || grpc.is_none() {
-        let (tag, addr) = rx.recv_timeout(Duration::from_secs(120)).expect("server did not start");
-        if tag == "http" { http = Some(addr) } else { grpc = Some(addr) }
-    }
-    GrpcServer { http: Server { child, addr: http.unwrap(), token: token.map(str::to_string) }, grpc: grpc.unwrap() }
+    let keys = &["listening on http://", "agent gRPC ingest on "];
+    let (child, addrs) = launch(data, token, &args, keys, Duration::from_secs(120));
+    let [http, grpc] = <[String; 2]>::try_from(addrs).unwrap();
+    GrpcServer { http: Server { child, addr: http, token: token.map(str::to_string) }, grpc }
 }
 
 /// Another binary of the workspace, next to the server's (`cargo build --workspace` builds it).
