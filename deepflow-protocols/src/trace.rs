@@ -105,13 +105,19 @@ impl TraceFilter {
 
     /// False when no configured header can be named `name`.
     pub fn may_match(&self, name: &str) -> bool {
+        self.may_match_bytes(name.as_bytes())
+    }
+
+    /// [`TraceFilter::may_match`] of a name not yet checked to be UTF-8.
+    #[inline]
+    pub fn may_match_bytes(&self, name: &[u8]) -> bool {
         self.lengths & (1u64 << name.len().min(63)) != 0 && self.firsts & first_bit(name) != 0
     }
 }
 
 /// Bit 0..=25 for a first letter a..=z (either case), bit 31 for anything else.
-fn first_bit(name: &str) -> u32 {
-    match name.as_bytes().first() {
+fn first_bit(name: impl AsRef<[u8]>) -> u32 {
+    match name.as_ref().first() {
         Some(c) if c.is_ascii_alphabetic() => 1 << (c.to_ascii_lowercase() - b'a'),
         _ => 1 << 31,
     }

@@ -78,8 +78,13 @@ impl NetworkMeter {
         let second = self.cfg.per_second.then_some((sec, 1u32));
         let minute = self.cfg.per_minute.then_some((sec / 60 * 60, 60u32));
         for (start, interval) in second.into_iter().chain(minute) {
+            // the common case, a key already in the window: one lookup
+            if let Some(row) = self.windows.get_mut(&(start, interval, *key)) {
+                f(row);
+                continue;
+            }
             let mut k = *key;
-            if !self.windows.contains_key(&(start, interval, k)) {
+            {
                 let count = self.per_window_keys.entry((start, interval)).or_insert(0);
                 if *count >= self.cfg.max_keys {
                     self.overflowed += 1;

@@ -189,6 +189,23 @@ const PCAPNG_MAGIC: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
 /// Opens a pcap or pcapng file (told apart by its magic number) for streaming.
 pub fn open_file(path: &Path) -> Result<Box<dyn PacketSource + Send>, CaptureError> {
     let file = File::open(path).map_err(|source| CaptureError::Open { path: path.to_path_buf(), source })?;
+    // Files of more than a few blocks are read by a thread of their own (the kernel's copy
+    // into user space is then off the packet loop); small ones and pipes directly.
+    let big = file.metadata().map(|m| m.is_file() && m.len() > 4 * DEFAULT_BUFFER_SIZE as u64).unwrap_or(false);
+    if big {
+        // headroom: a record header plus the largest record, so a straddling record never
+        // needs a copy beyond its own bytes
+        let head = MAX_RECORD_LEN as usize + 64;
+        match stream::Stream::read_ahead(file, head, DEFAULT_BUFFER_SIZE) {
+            Ok(s) => return from_stream(s, path.to_path_buf()),
+            // no thread (resource limits): read directly
+            Err(_) => {
+                let file =
+                    File::open(path).map_err(|source| CaptureError::Open { path: path.to_path_buf(), source })?;
+                return from_reader(file, path);
+            }
+        }
+    }
     from_reader(file, path)
 }
 
@@ -207,8 +224,14 @@ pub fn from_reader_with_buffer<'r, R: Read + Send + 'r>(
     name: impl Into<PathBuf>,
     buffer_size: usize,
 ) -> Result<Box<dyn PacketSource + Send + 'r>, CaptureError> {
-    let path = name.into();
-    let mut s = stream::Stream::new(reader, buffer_size);
+    from_stream(stream::Stream::new(reader, buffer_size), name.into())
+}
+
+/// Detects the format at the start of `s`.
+fn from_stream<'r, R: Read + Send + 'r>(
+    mut s: stream::Stream<R>,
+    path: PathBuf,
+) -> Result<Box<dyn PacketSource + Send + 'r>, CaptureError> {
     let have4 = s.ensure(4).map_err(|source| CaptureError::Io { path: path.clone(), offset: 0, source })?;
     let magic = if have4 { s.array::<4>(0) } else { None };
     match magic {

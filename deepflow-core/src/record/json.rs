@@ -61,8 +61,8 @@ pub(crate) fn str_to(out: &mut Vec<u8>, s: &str) {
         out.extend_from_slice(b.get(start..i).unwrap_or_default());
         if esc.is_empty() {
             out.extend_from_slice(b"\\u00");
-            out.push(HEX[usize::from(c >> 4)]);
-            out.push(HEX[usize::from(c & 0xf)]);
+            out.push(HEX.get(usize::from(c >> 4)).copied().unwrap_or(b'0'));
+            out.push(HEX.get(usize::from(c & 0xf)).copied().unwrap_or(b'0'));
         } else {
             out.extend_from_slice(esc);
         }
@@ -234,7 +234,7 @@ mod tests {
 
     fn row() -> impl Strategy<Value = L7FlowLog> {
         let s = || proptest::option::of("\\PC{0,12}|[\\x00-\\x20\"\\\\/\\x7f]{0,6}|.{0,4}");
-        let ip = prop_oneof![any::<[u8; 4]>().prop_map(|o| IpAddr::from(o)), any::<[u8; 16]>().prop_map(IpAddr::from)];
+        let ip = prop_oneof![any::<[u8; 4]>().prop_map(IpAddr::from), any::<[u8; 16]>().prop_map(IpAddr::from)];
         (
             (
                 any::<u64>(),

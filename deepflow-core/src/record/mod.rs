@@ -3,11 +3,13 @@
 //! `flow_metrics.application*`) so that dashboards and habits carry over.
 
 mod json;
+mod jsonl_thread;
 mod l4;
 mod l7;
 mod log;
 mod profile;
 
+pub use jsonl_thread::JsonlThread;
 pub use l4::*;
 pub use l7::*;
 pub use log::LogRecord;

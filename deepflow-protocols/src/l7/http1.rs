@@ -190,7 +190,11 @@ fn trim(b: &[u8]) -> &[u8] {
 }
 
 fn lossy(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+    // valid UTF-8 (nearly always ASCII) takes the fast validation and one copy
+    match std::str::from_utf8(b) {
+        Ok(s) => s.to_owned(),
+        Err(_) => String::from_utf8_lossy(b).into_owned(),
+    }
 }
 
 fn parse_u64(b: &[u8]) -> Option<u64> {
@@ -215,9 +219,23 @@ fn find_header_end(data: &[u8], mut scan: usize) -> Result<usize, usize> {
     }
 }
 
-/// Iterates the lines (without CR/LF) of a header block.
+/// Iterates the lines (without CR/LF) of a header block (`memchr` finds each end).
 fn lines(block: &[u8]) -> impl Iterator<Item = &[u8]> {
-    block.split(|&c| c == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+    let mut rest = Some(block);
+    std::iter::from_fn(move || {
+        let b = rest?;
+        let line = match memchr(b'\n', b) {
+            Some(p) => {
+                rest = b.get(p + 1..);
+                b.get(..p).unwrap_or_default()
+            }
+            None => {
+                rest = None;
+                b
+            }
+        };
+        Some(line.strip_suffix(b"\r").unwrap_or(line))
+    })
 }
 
 struct Head {
@@ -318,7 +336,10 @@ impl Http1Parser {
                     head.upgrade_h2c = value.split(|&c| c == b',').any(|t| trim(t).eq_ignore_ascii_case(b"h2c"));
                 }
                 _ => {
-                    if let (Ok(n), Ok(v)) = (std::str::from_utf8(name), std::str::from_utf8(value)) {
+                    // most names cannot be a configured trace header: rejected before UTF-8
+                    if self.shared.trace_filter.may_match_bytes(name)
+                        && let (Ok(n), Ok(v)) = (std::str::from_utf8(name), std::str::from_utf8(value))
+                    {
                         tx.header(n, v, &mut head.msg);
                     }
                 }

@@ -88,6 +88,10 @@ struct Frame {
     streamed: bool,
 }
 
+/// Element buffers a reader keeps for the next value, and the largest capacity kept.
+const SPARE_BUFFERS: usize = 4;
+const SPARE_BUFFER_CAP: usize = 256;
+
 /// Incremental reader of one RESP value.
 #[derive(Debug, Default)]
 struct Reader {
@@ -109,6 +113,8 @@ struct Reader {
     keep_cap: usize,
     /// How many elements are kept.
     keep_n: usize,
+    /// Emptied element buffers of earlier values, reused (no allocation per element).
+    spare: Vec<Vec<u8>>,
 }
 
 enum Step {
@@ -119,9 +125,31 @@ enum Step {
 }
 
 impl Reader {
+    /// Ready for the next value; the buffers stay allocated for it.
     fn reset(&mut self) {
-        let (cap, n) = (self.keep_cap, self.keep_n);
-        *self = Reader { keep_cap: cap, keep_n: n, ..Reader::default() };
+        let Reader { stack, bulk_left, keep, cur, top, elems, count, error, keep_cap: _, keep_n, spare } = self;
+        stack.clear();
+        *bulk_left = 0;
+        *keep = false;
+        cur.clear();
+        *top = None;
+        for mut e in elems.drain(..) {
+            // a few small buffers per reader: an idle flow keeps little
+            if spare.len() < (*keep_n).min(SPARE_BUFFERS) && e.capacity() <= SPARE_BUFFER_CAP {
+                e.clear();
+                spare.push(e);
+            }
+        }
+        *count = 0;
+        *error = None;
+    }
+
+    /// Gives back the elements taken out of [`Reader::elems`] (for reuse), then resets.
+    fn recycle(&mut self, elems: Vec<Vec<u8>>) {
+        if self.elems.is_empty() {
+            self.elems = elems;
+        }
+        self.reset();
     }
 
     fn depth(&self) -> usize {
@@ -138,7 +166,8 @@ impl Reader {
     /// value is complete.
     fn element_done(&mut self) -> bool {
         if self.keep && self.depth() <= 1 {
-            let v = std::mem::take(&mut self.cur);
+            let next = self.spare.pop().unwrap_or_default();
+            let v = std::mem::replace(&mut self.cur, next);
             self.elems.push(v);
         }
         self.keep = false;
@@ -369,7 +398,11 @@ impl RedisParser {
         let mut m = L7Message::new(L7Protocol::Redis, MessageKind::Request);
         let words: Vec<std::borrow::Cow<'_, str>> = args.iter().map(|a| String::from_utf8_lossy(a)).collect();
         let cmd = words.first().map_or_else(String::new, |w| w.to_string());
-        let upper = cmd.to_ascii_uppercase();
+        let upper: std::borrow::Cow<'_, str> = if cmd.bytes().any(|c| c.is_ascii_lowercase()) {
+            cmd.to_ascii_uppercase().into()
+        } else {
+            cmd.as_str().into()
+        };
         let hidden = mask(&upper, &words, self.opts.obfuscate);
         let mut shown = String::with_capacity(words.iter().map(|w| w.len() + 1).sum::<usize>());
         for (i, w) in words.iter().enumerate() {
@@ -386,7 +419,7 @@ impl RedisParser {
         }
         m.request_resource = Some(cap_string(shown, self.opts.max_len));
         let sub = matches!(
-            upper.as_str(),
+            &*upper,
             "SUBSCRIBE" | "PSUBSCRIBE" | "SSUBSCRIBE" | "UNSUBSCRIBE" | "PUNSUBSCRIBE" | "SUNSUBSCRIBE"
         );
         if sub && upper.ends_with("SUBSCRIBE") && !upper.contains("UN") {
@@ -401,8 +434,9 @@ impl RedisParser {
         let r = std::mem::take(&mut self.resp.elems);
         let top = self.resp.top.unwrap_or(b'?');
         let error = if top == b'!' { r.first().cloned() } else { self.resp.error.take() };
-        let kind0 = r.first().map(|k| String::from_utf8_lossy(k).to_ascii_lowercase());
         let is_push_shape = top == b'>' || (self.subscribed && top == b'*');
+        // the first element names a pushed message (only looked at for push-shaped replies)
+        let kind0 = r.first().filter(|_| is_push_shape).map(|k| String::from_utf8_lossy(k).to_ascii_lowercase());
         let front = self.pending.front().copied();
         let mut kind = MessageKind::Response;
         if is_push_shape && let Some(k) = &kind0 {
@@ -450,6 +484,8 @@ impl RedisParser {
             }
             None => m.response_status = Some(ResponseStatus::Ok),
         }
+        // back for reuse (the caller resets the reader)
+        self.resp.elems = r;
         m
     }
 }
@@ -566,11 +602,13 @@ impl L7Parser for RedisParser {
                     let args = std::mem::take(&mut self.req.elems);
                     let total = self.req.count;
                     let top = self.req.top;
-                    self.req.reset();
                     if top != Some(b'*') || args.is_empty() {
+                        self.req.recycle(args);
                         return ParseOutcome::Skip(n.max(1));
                     }
-                    self.request(&args, total)
+                    let m = self.request(&args, total);
+                    self.req.recycle(args);
+                    m
                 } else {
                     let m = self.response();
                     self.resp.reset();

@@ -5,7 +5,9 @@ use std::io::{BufWriter, Stdout, Write};
 
 use deepflow_capture::pipeline::Pipeline;
 use deepflow_core::record::ApplicationMetrics;
-use deepflow_core::record::{L4FlowLog, L7FlowLog, L7Protocol, LatencyHistogram, NetworkMetrics, ResponseStatus};
+use deepflow_core::record::{
+    JsonlThread, L4FlowLog, L7FlowLog, L7Protocol, LatencyHistogram, NetworkMetrics, ResponseStatus,
+};
 use deepflow_protocols::capture::L7Observer;
 use deepflow_protocols::red::{RedAggregator, RedConfig};
 
@@ -104,8 +106,8 @@ pub struct Printer {
     /// Application RED metrics (1 s and 1 min) from every L7 row.
     red: RedAggregator,
     totals: Totals,
-    /// JSON lines not yet handed to `out`.
-    line: Vec<u8>,
+    /// `--format jsonl` of L7 rows: serialized and written by a thread of their own.
+    l7_json: Option<JsonlThread>,
 }
 
 impl Printer {
@@ -121,7 +123,13 @@ impl Printer {
             app_metrics: Vec::new(),
             red: RedAggregator::new(RedConfig { normalize_routes, ..RedConfig::default() }),
             totals: Totals::default(),
-            line: Vec::with_capacity(1 << 17),
+            // stdout is only shared with this thread's rows: in JSON lines one kind of row is
+            // printed (L7 rows here) and `finish` joins the thread before it writes anything
+            l7_json: if format == Format::Jsonl && matches!(emit, Emit::Sessions | Emit::Messages) {
+                JsonlThread::spawn(std::io::stdout()).ok()
+            } else {
+                None
+            },
         }
     }
 
@@ -129,30 +137,44 @@ impl Printer {
     pub fn rows(&mut self, pipe: &mut Pipe) {
         let rows = pipe.table_mut().observer_mut().rows_mut();
         let print = matches!(self.emit, Emit::Sessions | Emit::Messages);
-        for r in rows.iter() {
-            self.totals.l7_rows += 1;
-            self.account_red(r);
-            self.red.add(r);
-            if print && self.format == Format::Jsonl {
-                // the direct writer (the same bytes as serde_json, about twice as fast) into one
-                // buffer handed to stdout per 64 KiB
-                r.write_json(&mut self.line);
-                self.line.push(b'\n');
-                if self.line.len() >= 1 << 16 {
-                    let _ = self.out.write_all(&self.line);
-                    self.line.clear();
+        self.totals.l7_rows += rows.len() as u64;
+        // only what is printed is computed: the per-endpoint summary belongs to the table, the
+        // application metrics to `--emit metrics`
+        if self.format == Format::Table {
+            for r in rows.iter() {
+                self.account_red(r);
+            }
+        }
+        if self.emit == Emit::Metrics {
+            for r in rows.iter() {
+                self.red.add(r);
+            }
+        }
+        if print {
+            match (&mut self.l7_json, self.format) {
+                (Some(t), _) => t.send(rows),
+                (None, Format::Table) => self.l7.append(rows),
+                (None, Format::Jsonl) => {
+                    // no writer thread (it could not be started): write here
+                    let mut line = Vec::with_capacity(1 << 16);
+                    for r in rows.iter() {
+                        r.write_json(&mut line);
+                        line.push(b'\n');
+                    }
+                    let _ = self.out.write_all(&line);
                 }
             }
         }
-        if print && self.format == Format::Table {
-            self.l7.append(rows);
-        }
         rows.clear();
-        if !self.line.is_empty() {
-            let _ = self.out.write_all(&self.line);
-            self.line.clear();
-        }
+        let table = self.format == Format::Table;
         for f in pipe.drain_flows() {
+            if !table {
+                // JSON lines print no totals
+                if self.emit == Emit::Flows {
+                    self.json(&f);
+                }
+                continue;
+            }
             let t = &mut self.totals;
             t.flows += 1;
             t.packets += f.packet_tx + f.packet_rx;
@@ -170,10 +192,7 @@ impl Printer {
                 t.rtt_n += 1;
             }
             if self.emit == Emit::Flows {
-                match self.format {
-                    Format::Jsonl => self.json(&f),
-                    Format::Table => self.flows.push(f),
-                }
+                self.flows.push(f);
             }
         }
         for m in pipe.drain_metrics() {
@@ -225,6 +244,10 @@ impl Printer {
 
     /// Prints the table (if any) and the summary.
     pub fn finish(&mut self, pipe: &Pipe, source: &str) {
+        if let Some(t) = self.l7_json.take() {
+            // a closed stdout (`| head`) is not an error of the analysis
+            let _ = t.finish();
+        }
         let mut app = Vec::new();
         self.red.finish(&mut app);
         self.app_rows(app);
