@@ -2,8 +2,8 @@
 /*
  * Socket tracer: syscall tracepoints only (no kprobes), CO-RE reads of the task's fd table.
  *
- * sys_enter_* saves the arguments per thread (args map, keyed by pid_tgid); sys_exit_* takes
- * them back, resolves fd -> struct file -> struct socket -> struct sock through
+ * sys_enter_* saves the arguments in the thread's slot (df_threads, keyed by pid_tgid, written
+ * in place: no insert/delete pair per syscall); sys_exit_* takes them back, resolves fd -> struct file -> struct socket -> struct sock through
  * task->files->fdt->fd[fd], keeps only AF_INET/AF_INET6 TCP/UDP sockets, copies the first
  * df_cfg_max_data bytes of the payload from user memory, and writes one record to the ring
  * buffer. A full ring buffer drops the record and counts it: the traced thread never waits.
@@ -20,7 +20,6 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 /* bpf_ringbuf_* flags and queries (linux/bpf.h, not in vmlinux_min.h) */
 #define DF_RB_NO_WAKEUP 1ULL
 #define DF_RB_FORCE_WAKEUP 2ULL
-#define DF_RB_AVAIL_DATA 0ULL
 #define DF_WAKEUP_BYTES (128 * 1024)
 #define AF_INET6 10
 #define S_IFMT 00170000
@@ -53,13 +52,6 @@ struct df_sock_state {
 };
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64);
-	__type(value, struct df_args);
-} df_args_map SEC(".maps");
-
-struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
 	__type(key, __u64);
@@ -90,19 +82,42 @@ struct {
 	__type(value, struct df_socket_stats);
 } df_stats SEC(".maps");
 
-/* Per-thread correlation state. */
+/* Everything the tracer keeps per thread, in one slot written in place: the pending syscall
+ * (enter -> exit), the syscall trace id state and the SSL call in progress. One lookup per
+ * tracepoint instead of an insert at enter plus a lookup and a delete at exit (and separate
+ * maps for the trace id and the SSL call). */
 struct df_thread {
+	struct df_args args; /* args.syscall == 0: no syscall pending */
 	__u64 trace_id;
 	__u8 last_dir; /* 0xff: none yet */
-	__u8 _pad[7];
+	__u8 ssl_active; /* an SSL_read/SSL_write call is in progress (ssl_* below) */
+	__u16 ssl_syscall;
+	__s32 ssl_fd; /* set by the nested read/write syscall, -1 until then */
+	__u64 ssl_enter_ts;
+	__u64 ssl;
+	__u64 ssl_buf;
+	__u64 ssl_out_len_ptr; /* _ex forms: size_t *readbytes / *written */
 };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
-	__type(key, __u32);
+	__type(key, __u64);
 	__type(value, struct df_thread);
 } df_threads SEC(".maps");
+
+/* The thread's slot, created on first use. */
+static __always_inline struct df_thread *thread_slot(__u64 id)
+{
+	struct df_thread *t = bpf_map_lookup_elem(&df_threads, &id);
+	if (t)
+		return t;
+	struct df_thread n = {};
+	n.last_dir = 0xff;
+	n.ssl_fd = -1;
+	bpf_map_update_elem(&df_threads, &id, &n, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&df_threads, &id);
+}
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -112,17 +127,8 @@ struct {
 } df_trace_counter SEC(".maps");
 
 /* The thread's syscall trace id for a DATA event in direction `dir`. */
-static __always_inline __u64 thread_trace_id(__u32 tid, __u8 dir)
+static __always_inline __u64 thread_trace_id(struct df_thread *t, __u8 dir)
 {
-	struct df_thread *t = bpf_map_lookup_elem(&df_threads, &tid);
-	if (!t) {
-		struct df_thread n = {};
-		n.last_dir = 0xff;
-		bpf_map_update_elem(&df_threads, &tid, &n, BPF_ANY);
-		t = bpf_map_lookup_elem(&df_threads, &tid);
-		if (!t)
-			return 0;
-	}
 	if (dir == DF_DIR_INGRESS && t->last_dir != DF_DIR_INGRESS) {
 		__u32 zero = 0;
 		__u64 *c = bpf_map_lookup_elem(&df_trace_counter, &zero);
@@ -181,24 +187,6 @@ static __always_inline int wanted(__u64 pid_tgid)
 	return 1;
 }
 
-/* An SSL_read/SSL_write call in progress on a thread (uprobe entry to uretprobe). */
-struct df_ssl_call {
-	__u64 enter_ts;
-	__u64 ssl;
-	__u64 buf;
-	__u64 out_len_ptr; /* _ex forms: size_t *readbytes / *written */
-	__s32 fd;          /* set by the nested read/write syscall, -1 until then */
-	__u16 syscall;
-	__u16 _pad;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64);
-	__type(value, struct df_ssl_call);
-} df_ssl_calls SEC(".maps");
-
 /* SSL* -> fd, remembered from earlier calls (SSL_read may be served from OpenSSL's buffer
  * without a syscall). */
 struct {
@@ -208,14 +196,25 @@ struct {
 	__type(value, __s32);
 } df_ssl_fds SEC(".maps");
 
-static __always_inline void note_ssl_fd(__u64 id, __u32 fd)
+/* Bytes this CPU submitted since it last woke the reader. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} df_unwoken SEC(".maps");
+
+/* The syscall's fd is the transport of the thread's SSL call in progress, if any. */
+static __always_inline void note_ssl_fd(struct df_thread *t, __u32 fd)
 {
-	struct df_ssl_call *c = bpf_map_lookup_elem(&df_ssl_calls, &id);
-	if (!c)
+	if (!t->ssl_active || t->ssl_fd == (__s32)fd)
 		return;
-	c->fd = (__s32)fd;
+	t->ssl_fd = (__s32)fd;
 	__s32 v = (__s32)fd;
-	bpf_map_update_elem(&df_ssl_fds, &c->ssl, &v, BPF_ANY);
+	__s32 *old = bpf_map_lookup_elem(&df_ssl_fds, &t->ssl);
+	if (old && *old == v)
+		return;
+	bpf_map_update_elem(&df_ssl_fds, &t->ssl, &v, BPF_ANY);
 }
 
 static __always_inline int save_args(struct df_sys_enter *ctx, __u16 sys, __u64 buf, __u64 count)
@@ -223,20 +222,45 @@ static __always_inline int save_args(struct df_sys_enter *ctx, __u16 sys, __u64 
 	__u64 id = bpf_get_current_pid_tgid();
 	if (!wanted(id))
 		return 0;
+	struct df_thread *t = thread_slot(id);
+	if (!t)
+		return 0;
 	if (sys != DF_SYS_CONNECT && sys != DF_SYS_ACCEPT && sys != DF_SYS_ACCEPT4)
-		note_ssl_fd(id, (__u32)ctx->args[0]);
-	struct df_args a = {};
-	a.enter_ts = bpf_ktime_get_ns();
-	a.fd = (__u32)ctx->args[0];
-	a.syscall = sys;
-	a.buf = buf;
-	a.count = count;
-	bpf_map_update_elem(&df_args_map, &id, &a, BPF_ANY);
+		note_ssl_fd(t, (__u32)ctx->args[0]);
+	t->args.enter_ts = bpf_ktime_get_ns();
+	t->args.fd = (__u32)ctx->args[0];
+	t->args.buf = buf;
+	t->args.count = count;
+	t->args.syscall = sys;
 	return 0;
 }
 
-/* fd -> struct sock, or NULL when the fd is not an INET TCP/UDP socket. */
-static __always_inline struct sock *fd_to_sock(__u32 fd)
+/* The pending syscall `sys` of the thread, taken (the slot is marked free). */
+static __always_inline struct df_thread *take_args(__u64 id, __u16 sys, struct df_args *out)
+{
+	struct df_thread *t = bpf_map_lookup_elem(&df_threads, &id);
+	if (!t)
+		return 0;
+	if (t->args.syscall != sys) {
+		if (t->args.syscall == 0) {
+			struct df_socket_stats *st = stats();
+			if (st)
+				__sync_fetch_and_add(&st->enter_missing, 1);
+		}
+		return 0;
+	}
+	*out = t->args;
+	t->args.syscall = 0;
+	return t;
+}
+
+/* The head of struct sock_common: daddr, rcv_saddr, hash, dport, num, family (24 bytes on
+ * every kernel since 2.6; the offsets are still taken from BTF and checked). */
+#define DF_SKC_HEAD 24
+
+/* fd -> struct sock, or NULL when the fd is not an INET TCP/UDP socket; fills `t` (the
+ * 5-tuple and protocol) on success. */
+static __always_inline struct sock *fd_to_sock(__u32 fd, struct df_sock_tuple *t)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
@@ -268,7 +292,32 @@ static __always_inline struct sock *fd_to_sock(__u32 fd)
 	struct sock *sk = BPF_CORE_READ(sock, sk);
 	if (!sk)
 		return 0;
-	unsigned short family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	/* One read for addresses, ports and family instead of one per field. */
+	__u32 o_d = bpf_core_field_offset(struct sock_common, skc_daddr);
+	__u32 o_s = bpf_core_field_offset(struct sock_common, skc_rcv_saddr);
+	__u32 o_dp = bpf_core_field_offset(struct sock_common, skc_dport);
+	__u32 o_n = bpf_core_field_offset(struct sock_common, skc_num);
+	__u32 o_f = bpf_core_field_offset(struct sock_common, skc_family);
+	__u16 family;
+	__u8 head[DF_SKC_HEAD] = {};
+	if (o_d <= DF_SKC_HEAD - 4 && o_s <= DF_SKC_HEAD - 4 && o_dp <= DF_SKC_HEAD - 2 &&
+	    o_n <= DF_SKC_HEAD - 2 && o_f <= DF_SKC_HEAD - 2) {
+		if (bpf_probe_read_kernel(head, sizeof(head), sk))
+			return 0;
+		__builtin_memcpy(&family, &head[o_f], 2);
+		__builtin_memcpy(&t->dport, &head[o_dp], 2);
+		__builtin_memcpy(&t->sport, &head[o_n], 2);
+		__builtin_memcpy(t->saddr, &head[o_s], 4);
+		__builtin_memcpy(t->daddr, &head[o_d], 4);
+	} else {
+		family = BPF_CORE_READ(sk, __sk_common.skc_family);
+		t->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+		t->dport = BPF_CORE_READ(sk, __sk_common.skc_dport);
+		__u32 s = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		__u32 d = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		__builtin_memcpy(t->saddr, &s, 4);
+		__builtin_memcpy(t->daddr, &d, 4);
+	}
 	if (family != AF_INET && family != AF_INET6) {
 		if (st)
 			__sync_fetch_and_add(&st->not_socket, 1);
@@ -280,34 +329,29 @@ static __always_inline struct sock *fd_to_sock(__u32 fd)
 			__sync_fetch_and_add(&st->not_socket, 1);
 		return 0;
 	}
-	return sk;
-}
-
-static __always_inline void fill_tuple(struct sock *sk, struct df_sock_tuple *t)
-{
-	unsigned short family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	t->family = family;
-	t->l4_proto = (__u8)BPF_CORE_READ(sk, sk_protocol);
-	t->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
-	t->dport = __builtin_bswap16(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	if (family == AF_INET) {
-		__u32 s = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
-		__u32 d = BPF_CORE_READ(sk, __sk_common.skc_daddr);
-		__builtin_memcpy(t->saddr, &s, 4);
-		__builtin_memcpy(t->daddr, &d, 4);
-	} else {
+	t->l4_proto = (__u8)proto;
+	t->dport = __builtin_bswap16(t->dport);
+	if (family == AF_INET6) {
 		BPF_CORE_READ_INTO(&t->saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
 		BPF_CORE_READ_INTO(&t->daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
 	}
+	return sk;
 }
 
-static __always_inline struct df_event_buf *new_event(__u64 id, struct df_args *a, struct sock *sk,
-						      __u8 type, __s64 ret)
+/* The per-CPU event being built; the tuple is filled by fd_to_sock. */
+static __always_inline struct df_event_buf *scratch(void)
 {
 	__u32 zero = 0;
 	struct df_event_buf *e = bpf_map_lookup_elem(&df_scratch, &zero);
-	if (!e)
-		return 0;
+	if (e)
+		__builtin_memset(&e->hdr.tuple, 0, sizeof(e->hdr.tuple));
+	return e;
+}
+
+static __always_inline void fill_event(struct df_event_buf *e, __u64 id, struct df_args *a, struct sock *sk,
+				       __u8 type, __s64 ret)
+{
 	struct df_socket_event *h = &e->hdr;
 	h->ts_ns = bpf_ktime_get_ns();
 	h->enter_ts_ns = a ? a->enter_ts : h->ts_ns;
@@ -327,9 +371,6 @@ static __always_inline struct df_event_buf *new_event(__u64 id, struct df_args *
 	h->_pad[1] = 0;
 	h->syscall_trace_id = 0;
 	bpf_get_current_comm(h->comm, sizeof(h->comm));
-	__builtin_memset(&h->tuple, 0, sizeof(h->tuple));
-	fill_tuple(sk, &h->tuple);
-	return e;
 }
 
 static __always_inline void submit(void *ctx, struct df_event_buf *e)
@@ -337,13 +378,24 @@ static __always_inline void submit(void *ctx, struct df_event_buf *e)
 	__u32 len = e->hdr.data_len;
 	if (len > DF_MAX_DATA)
 		len = DF_MAX_DATA;
+	__u32 size = sizeof(struct df_socket_event) + len;
 	struct df_socket_stats *st = stats();
-	/* Wake the reader only once DF_WAKEUP_BYTES are waiting: a wakeup per event costs the
-	 * traced process an irq_work and the reader an epoll round trip per syscall; the reader
-	 * polls with a timeout (100 ms in the agent), so quiet periods are still drained. */
-	__u64 flags = bpf_ringbuf_query(&df_events, DF_RB_AVAIL_DATA) >= DF_WAKEUP_BYTES ? DF_RB_FORCE_WAKEUP
-											    : DF_RB_NO_WAKEUP;
-	long err = bpf_ringbuf_output(&df_events, e, sizeof(struct df_socket_event) + len, flags);
+	/* Wake the reader only once this CPU has submitted DF_WAKEUP_BYTES since its last
+	 * wakeup: a wakeup per event costs the traced process an irq_work and the reader an epoll
+	 * round trip per syscall; the reader polls with a timeout (100 ms in the agent), so quiet
+	 * periods are still drained. A per-CPU count instead of bpf_ringbuf_query: no read of the
+	 * reader's position, which another core keeps writing. */
+	__u32 zero = 0;
+	__u64 *unwoken = bpf_map_lookup_elem(&df_unwoken, &zero);
+	__u64 flags = DF_RB_NO_WAKEUP;
+	if (unwoken) {
+		*unwoken += size;
+		if (*unwoken >= DF_WAKEUP_BYTES / 2) {
+			flags = DF_RB_FORCE_WAKEUP;
+			*unwoken = 0;
+		}
+	}
+	long err = bpf_ringbuf_output(&df_events, e, size, flags);
 	if (st) {
 		if (err)
 			__sync_fetch_and_add(&st->lost, 1);
@@ -378,11 +430,15 @@ static __always_inline __u8 sock_role(__u64 key)
 	return s ? s->role : DF_ROLE_UNKNOWN;
 }
 
-static __always_inline __u64 next_seq(__u64 key)
+/* The next DATA sequence number of stream `key`, and its role (one lookup for both). */
+static __always_inline __u64 next_seq(__u64 key, __u8 *role)
 {
 	struct df_sock_state *s = bpf_map_lookup_elem(&df_socks, &key);
-	if (s)
+	if (s) {
+		*role = s->role;
 		return __sync_fetch_and_add(&s->seq, 1) + 1;
+	}
+	*role = DF_ROLE_UNKNOWN;
 	struct df_sock_state n = {};
 	n.seq = 1;
 	bpf_map_update_elem(&df_socks, &key, &n, BPF_NOEXIST);
@@ -402,28 +458,24 @@ static __always_inline void set_role(__u64 key, __u8 role)
 }
 
 /* Data syscalls: `vec` 0 = plain buffer, 1 = iovec array, 2 = msghdr, 3 = mmsghdr (first). */
-static __always_inline int data_exit(void *ctx, __s64 ret, __u8 dir, int vec)
+static __always_inline int data_exit(void *ctx, __s64 ret, __u16 sys, __u8 dir, int vec)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	struct df_args *a = bpf_map_lookup_elem(&df_args_map, &id);
-	if (!a) {
+	struct df_args args;
+	struct df_thread *t = take_args(id, sys, &args);
+	if (!t || ret <= 0)
 		return 0;
-	}
-	struct df_args args = *a;
-	bpf_map_delete_elem(&df_args_map, &id);
-	if (ret <= 0)
+	struct df_event_buf *e = scratch();
+	if (!e)
 		return 0;
-	struct sock *sk = fd_to_sock(args.fd);
+	struct sock *sk = fd_to_sock(args.fd, &e->hdr.tuple);
 	if (!sk)
 		return 0;
 	__u64 key = (__u64)sk;
-	struct df_event_buf *e = new_event(id, &args, sk, DF_EV_DATA, ret);
-	if (!e)
-		return 0;
+	fill_event(e, id, &args, sk, DF_EV_DATA, ret);
 	e->hdr.direction = dir;
-	e->hdr.role = sock_role(key);
-	e->hdr.seq = next_seq(key);
-	e->hdr.syscall_trace_id = thread_trace_id((__u32)id, dir);
+	e->hdr.seq = next_seq(key, &e->hdr.role);
+	e->hdr.syscall_trace_id = thread_trace_id(t, dir);
 
 	__u64 cap = df_cfg_max_data;
 	if (cap > DF_MAX_DATA)
@@ -484,47 +536,46 @@ out:
 	{                                                                                        \
 		return save_args(ctx, sys, ctx->args[bufarg], ctx->args[cntarg]);                \
 	}
-#define EXIT(name, dir, vec)                                                                    \
+#define EXIT(name, sys, dir, vec)                                                               \
 	SEC("tracepoint/syscalls/sys_exit_" #name)                                               \
 	int df_exit_##name(struct df_sys_exit *ctx)                                              \
 	{                                                                                        \
-		return data_exit(ctx, ctx->ret, dir, vec);                                       \
+		return data_exit(ctx, ctx->ret, sys, dir, vec);                                  \
 	}
 
 ENTER(read, DF_SYS_READ, 1, 2)
-EXIT(read, DF_DIR_INGRESS, 0)
+EXIT(read, DF_SYS_READ, DF_DIR_INGRESS, 0)
 ENTER(write, DF_SYS_WRITE, 1, 2)
-EXIT(write, DF_DIR_EGRESS, 0)
+EXIT(write, DF_SYS_WRITE, DF_DIR_EGRESS, 0)
 ENTER(readv, DF_SYS_READV, 1, 2)
-EXIT(readv, DF_DIR_INGRESS, 1)
+EXIT(readv, DF_SYS_READV, DF_DIR_INGRESS, 1)
 ENTER(writev, DF_SYS_WRITEV, 1, 2)
-EXIT(writev, DF_DIR_EGRESS, 1)
+EXIT(writev, DF_SYS_WRITEV, DF_DIR_EGRESS, 1)
 ENTER(sendto, DF_SYS_SENDTO, 1, 2)
-EXIT(sendto, DF_DIR_EGRESS, 0)
+EXIT(sendto, DF_SYS_SENDTO, DF_DIR_EGRESS, 0)
 ENTER(recvfrom, DF_SYS_RECVFROM, 1, 2)
-EXIT(recvfrom, DF_DIR_INGRESS, 0)
+EXIT(recvfrom, DF_SYS_RECVFROM, DF_DIR_INGRESS, 0)
 ENTER(sendmsg, DF_SYS_SENDMSG, 1, 2)
-EXIT(sendmsg, DF_DIR_EGRESS, 2)
+EXIT(sendmsg, DF_SYS_SENDMSG, DF_DIR_EGRESS, 2)
 ENTER(recvmsg, DF_SYS_RECVMSG, 1, 2)
-EXIT(recvmsg, DF_DIR_INGRESS, 2)
+EXIT(recvmsg, DF_SYS_RECVMSG, DF_DIR_INGRESS, 2)
 ENTER(sendmmsg, DF_SYS_SENDMMSG, 1, 2)
-EXIT(sendmmsg, DF_DIR_EGRESS, 3)
+EXIT(sendmmsg, DF_SYS_SENDMMSG, DF_DIR_EGRESS, 3)
 ENTER(recvmmsg, DF_SYS_RECVMMSG, 1, 2)
-EXIT(recvmmsg, DF_DIR_INGRESS, 3)
+EXIT(recvmmsg, DF_SYS_RECVMMSG, DF_DIR_INGRESS, 3)
 
 /* connect/accept/close: role and lifecycle records (no payload). */
 ENTER(connect, DF_SYS_CONNECT, 1, 2)
 ENTER(accept, DF_SYS_ACCEPT, 1, 2)
 ENTER(accept4, DF_SYS_ACCEPT4, 1, 2)
 
-static __always_inline int conn_exit(void *ctx, __s64 ret, int accept)
+static __always_inline int conn_exit(void *ctx, __s64 ret, __u16 sys)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	struct df_args *a = bpf_map_lookup_elem(&df_args_map, &id);
-	if (!a)
+	struct df_args args;
+	if (!take_args(id, sys, &args))
 		return 0;
-	struct df_args args = *a;
-	bpf_map_delete_elem(&df_args_map, &id);
+	int accept = sys != DF_SYS_CONNECT;
 	__u32 fd;
 	if (accept) {
 		if (ret < 0)
@@ -535,14 +586,15 @@ static __always_inline int conn_exit(void *ctx, __s64 ret, int accept)
 			return 0;
 		fd = args.fd;
 	}
-	struct sock *sk = fd_to_sock(fd);
+	struct df_event_buf *e = scratch();
+	if (!e)
+		return 0;
+	struct sock *sk = fd_to_sock(fd, &e->hdr.tuple);
 	if (!sk)
 		return 0;
 	__u8 role = accept ? DF_ROLE_SERVER : DF_ROLE_CLIENT;
 	set_role((__u64)sk, role);
-	struct df_event_buf *e = new_event(id, &args, sk, accept ? DF_EV_ACCEPT : DF_EV_CONNECT, ret);
-	if (!e)
-		return 0;
+	fill_event(e, id, &args, sk, accept ? DF_EV_ACCEPT : DF_EV_CONNECT, ret);
 	e->hdr.fd = fd;
 	e->hdr.role = role;
 	submit(ctx, e);
@@ -550,11 +602,11 @@ static __always_inline int conn_exit(void *ctx, __s64 ret, int accept)
 }
 
 SEC("tracepoint/syscalls/sys_exit_connect")
-int df_exit_connect(struct df_sys_exit *ctx) { return conn_exit(ctx, ctx->ret, 0); }
+int df_exit_connect(struct df_sys_exit *ctx) { return conn_exit(ctx, ctx->ret, DF_SYS_CONNECT); }
 SEC("tracepoint/syscalls/sys_exit_accept")
-int df_exit_accept(struct df_sys_exit *ctx) { return conn_exit(ctx, ctx->ret, 1); }
+int df_exit_accept(struct df_sys_exit *ctx) { return conn_exit(ctx, ctx->ret, DF_SYS_ACCEPT); }
 SEC("tracepoint/syscalls/sys_exit_accept4")
-int df_exit_accept4(struct df_sys_exit *ctx) { return conn_exit(ctx, ctx->ret, 1); }
+int df_exit_accept4(struct df_sys_exit *ctx) { return conn_exit(ctx, ctx->ret, DF_SYS_ACCEPT4); }
 
 /* close: resolved at entry, while the fd still points to the socket. */
 SEC("tracepoint/syscalls/sys_enter_close")
@@ -564,7 +616,10 @@ int df_enter_close(struct df_sys_enter *ctx)
 	if (!wanted(id))
 		return 0;
 	__u32 fd = (__u32)ctx->args[0];
-	struct sock *sk = fd_to_sock(fd);
+	struct df_event_buf *e = scratch();
+	if (!e)
+		return 0;
+	struct sock *sk = fd_to_sock(fd, &e->hdr.tuple);
 	if (!sk)
 		return 0;
 	__u64 key = (__u64)sk;
@@ -572,9 +627,7 @@ int df_enter_close(struct df_sys_enter *ctx)
 	a.enter_ts = bpf_ktime_get_ns();
 	a.fd = fd;
 	a.syscall = DF_SYS_CLOSE;
-	struct df_event_buf *e = new_event(id, &a, sk, DF_EV_CLOSE, 0);
-	if (!e)
-		return 0;
+	fill_event(e, id, &a, sk, DF_EV_CLOSE, 0);
 	e->hdr.role = sock_role(key);
 	bpf_map_delete_elem(&df_socks, &key);
 	submit(ctx, e);
@@ -588,65 +641,72 @@ static __always_inline int ssl_enter(struct pt_regs *ctx, __u16 sys, int ex)
 	__u64 id = bpf_get_current_pid_tgid();
 	if (!wanted(id))
 		return 0;
-	struct df_ssl_call c = {};
-	c.enter_ts = bpf_ktime_get_ns();
-	c.ssl = PT_REGS_PARM1(ctx);
-	c.buf = PT_REGS_PARM2(ctx);
-	c.out_len_ptr = ex ? PT_REGS_PARM4(ctx) : 0;
-	c.fd = -1;
-	c.syscall = sys;
-	bpf_map_update_elem(&df_ssl_calls, &id, &c, BPF_ANY);
+	struct df_thread *t = thread_slot(id);
+	if (!t)
+		return 0;
+	t->ssl_enter_ts = bpf_ktime_get_ns();
+	t->ssl = PT_REGS_PARM1(ctx);
+	t->ssl_buf = PT_REGS_PARM2(ctx);
+	t->ssl_out_len_ptr = ex ? PT_REGS_PARM4(ctx) : 0;
+	t->ssl_fd = -1;
+	t->ssl_syscall = sys;
+	t->ssl_active = 1;
 	return 0;
 }
 
 static __always_inline int ssl_exit(struct pt_regs *ctx, __u8 dir)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	struct df_ssl_call *cp = bpf_map_lookup_elem(&df_ssl_calls, &id);
-	if (!cp)
+	struct df_thread *t = bpf_map_lookup_elem(&df_threads, &id);
+	if (!t || !t->ssl_active)
 		return 0;
-	struct df_ssl_call c = *cp;
-	bpf_map_delete_elem(&df_ssl_calls, &id);
+	t->ssl_active = 0;
+	__u64 ssl = t->ssl;
+	__u64 buf = t->ssl_buf;
+	__u64 out_len_ptr = t->ssl_out_len_ptr;
+	__s32 fd = t->ssl_fd;
+	struct df_args a = {};
+	a.enter_ts = t->ssl_enter_ts;
+	a.syscall = t->ssl_syscall;
 	__s64 ret = (__s64)(int)PT_REGS_RC(ctx);
-	if (c.out_len_ptr) {
-		/* _ex: 1 on success, the length is in *out_len */
-		if (ret != 1)
+	if (out_len_ptr) {
+		/* _ex (and OpenSSL's internal functions): > 0 on success, the length is in
+		 * *out_len */
+		if (ret <= 0)
 			return 0;
 		__u64 n = 0;
-		if (bpf_probe_read_user(&n, sizeof(n), (const void *)c.out_len_ptr))
+		if (bpf_probe_read_user(&n, sizeof(n), (const void *)out_len_ptr))
 			return 0;
 		ret = (__s64)n;
 	}
 	if (ret <= 0)
 		return 0;
-	__s32 fd = c.fd;
 	if (fd < 0) {
-		__s32 *f = bpf_map_lookup_elem(&df_ssl_fds, &c.ssl);
+		__s32 *f = bpf_map_lookup_elem(&df_ssl_fds, &ssl);
 		if (!f)
 			return 0;
 		fd = *f;
 	}
-	struct sock *sk = fd_to_sock((__u32)fd);
-	if (!sk)
-		return 0;
-	struct df_args a = {};
-	a.enter_ts = c.enter_ts;
-	a.fd = (__u32)fd;
-	a.syscall = c.syscall;
-	struct df_event_buf *e = new_event(id, &a, sk, DF_EV_DATA, ret);
+	struct df_event_buf *e = scratch();
 	if (!e)
 		return 0;
-	/* plaintext is its own stream: sequence under sock ^ 1 */
+	struct sock *sk = fd_to_sock((__u32)fd, &e->hdr.tuple);
+	if (!sk)
+		return 0;
+	a.fd = (__u32)fd;
+	fill_event(e, id, &a, sk, DF_EV_DATA, ret);
+	/* plaintext is its own stream: sequence under sock ^ 1, role of the socket */
 	__u64 key = (__u64)sk ^ 1;
+	__u8 unused;
 	e->hdr.direction = dir;
 	e->hdr.role = sock_role((__u64)sk);
-	e->hdr.seq = next_seq(key);
+	e->hdr.seq = next_seq(key, &unused);
 	e->hdr.source = DF_SRC_OPENSSL;
-	e->hdr.syscall_trace_id = thread_trace_id((__u32)id, dir);
+	e->hdr.syscall_trace_id = thread_trace_id(t, dir);
 	__u64 cap = df_cfg_max_data;
 	if (cap > DF_MAX_DATA)
 		cap = DF_MAX_DATA;
-	e->hdr.data_len = copy_user(e, 0, c.buf, (__u64)ret < cap ? (__u64)ret : cap);
+	e->hdr.data_len = copy_user(e, 0, buf, (__u64)ret < cap ? (__u64)ret : cap);
 	submit(ctx, e);
 	return 0;
 }

@@ -23,6 +23,9 @@ fn main() {
         }
     };
     eprintln!("ebpf_trace: tracing for {secs} s ({} tracepoints)", t.attached().len());
+    for a in t.attached().iter().filter(|a| a.contains("libssl")) {
+        eprintln!("ebpf_trace: attached {a}");
+    }
     for s in t.skipped() {
         eprintln!("ebpf_trace: skipped {s}");
     }

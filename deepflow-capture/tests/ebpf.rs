@@ -82,6 +82,65 @@ fn tracer_sees_curl_request_and_response_with_tuple_role_and_sequence() {
 }
 
 #[test]
+fn files_and_pipes_give_no_events_sockets_of_the_same_process_do() {
+    let test = "files_and_pipes_give_no_events_sockets_of_the_same_process_do";
+    if Command::new("curl").arg("--version").output().is_err() {
+        eprintln!("SKIP {test}: curl not installed");
+        return;
+    }
+    let Some(cat) = ["/bin/cat", "/usr/bin/cat"].into_iter().find(|p| std::path::Path::new(p).exists()) else {
+        eprintln!("SKIP {test}: no cat");
+        return;
+    };
+    let Some(mut t) = start(&SocketTracerConfig { max_data: 256, ..SocketTracerConfig::default() }, test) else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("df-nosock-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // a copy of cat with a comm of its own: every read/write it does is on a file or a pipe
+    let nosock = dir.join("dfnosock");
+    std::fs::copy(cat, &nosock).unwrap();
+    const MARK: &str = "DF-NOT-A-SOCKET-MARKER";
+    std::fs::write(dir.join("in"), MARK.repeat(100)).unwrap();
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = s.read(&mut buf).unwrap();
+        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok").unwrap();
+    });
+    // file -> pipe -> file, then the same process (exec) talks HTTP
+    let script = format!(
+        "\"$0\" in | \"$0\" > out && \"$0\" out > /dev/null && exec curl -s -o /dev/null http://127.0.0.1:{port}/after-files"
+    );
+    let child = Command::new("sh").arg("-c").arg(&script).arg(&nosock).current_dir(&dir).spawn().unwrap();
+    let pid = child.id();
+    assert!(child.wait_with_output().unwrap().status.success());
+    server.join().unwrap();
+    let mut evs = Vec::new();
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(3) {
+        t.poll(Duration::from_millis(100), |e, d| evs.push((*e, d.to_vec())));
+        if evs.iter().any(|(e, _)| e.pid == pid && e.event_type == event_type::CLOSE) {
+            break;
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        evs.iter().any(|(e, d)| e.pid == pid
+            && e.direction == shared::DIR_EGRESS
+            && d.starts_with(b"GET /after-files")
+            && e.tuple.dport == port),
+        "the socket of the same process is traced"
+    );
+    assert!(!evs.iter().any(|(e, _)| comm_str(&e.comm) == "dfnosock"), "events from file/pipe I/O");
+    assert!(!evs.iter().any(|(_, d)| d.windows(MARK.len()).any(|w| w == MARK.as_bytes())), "file bytes captured");
+    assert!(evs.iter().all(|(e, _)| e.tuple.family == 2 || e.tuple.family == 10));
+    assert!(t.stats().not_socket > 0, "{:?}", t.stats());
+}
+
+#[test]
 fn profiler_hottest_function_of_a_cpu_burner_is_on_top() {
     use deepflow_capture::ebpf::profiler::{Profile, Profiler, ProfilerConfig};
     let test = "profiler_hottest_function_of_a_cpu_burner_is_on_top";

@@ -150,7 +150,8 @@ impl SocketTracer {
             let libs = if cfg.libssl.is_empty() { find_libssl() } else { cfg.libssl.clone() };
             for lib in libs {
                 match attach_ssl(&mut bpf, &lib) {
-                    Ok(n) => attached.push(format!("{} ({n} uprobes)", lib.display())),
+                    Ok((n, true)) => attached.push(format!("{} ({n} uprobes, internal functions)", lib.display())),
+                    Ok((n, false)) => attached.push(format!("{} ({n} uprobes)", lib.display())),
                     Err(e) => skipped.push(format!("{}: {e}", lib.display())),
                 }
             }
@@ -212,23 +213,45 @@ impl SocketTracer {
     }
 }
 
-/// Attaches the OpenSSL uprobes to one libssl file; returns how many attached.
-fn attach_ssl(bpf: &mut Ebpf, lib: &std::path::Path) -> Result<usize> {
+/// Attaches the OpenSSL uprobes to one libssl file; returns how many attached and whether on
+/// the internal functions.
+///
+/// When [`find_ssl_internals`] finds OpenSSL's `ssl_write_internal` / `ssl_read_internal`, the
+/// probes go there (one function behind both `SSL_write` and `SSL_write_ex`, with the `_ex`
+/// signature) instead of on the public functions: these start with `sub $N, %rsp`, which the
+/// kernel must single-step after the breakpoint (a debug trap per call, the bulk of the HTTPS
+/// overhead on a VM), while the internal functions start with `push`, which the kernel
+/// emulates.
+fn attach_ssl(bpf: &mut Ebpf, lib: &std::path::Path) -> Result<(usize, bool)> {
     use aya::programs::UProbe;
-    use aya::programs::uprobe::UProbeScope;
-    // (program, function, needed)
-    let points = [
-        ("df_ssl_write_enter", "SSL_write", true),
-        ("df_ssl_write_exit", "SSL_write", true),
-        ("df_ssl_read_enter", "SSL_read", true),
-        ("df_ssl_read_exit", "SSL_read", true),
-        ("df_ssl_write_ex_enter", "SSL_write_ex", false),
-        ("df_ssl_write_exit", "SSL_write_ex", false),
-        ("df_ssl_read_ex_enter", "SSL_read_ex", false),
-        ("df_ssl_read_exit", "SSL_read_ex", false),
-    ];
+    use aya::programs::uprobe::{UProbeAttachLocation, UProbeScope};
+    let internals = find_ssl_internals(lib);
+    // (program, location, needed)
+    let points: Vec<(&str, UProbeAttachLocation<'_>, bool)> = match internals {
+        Some(i) => vec![
+            ("df_ssl_write_ex_enter", UProbeAttachLocation::AbsoluteOffset(i.write), true),
+            ("df_ssl_write_exit", UProbeAttachLocation::AbsoluteOffset(i.write), true),
+            ("df_ssl_read_ex_enter", UProbeAttachLocation::AbsoluteOffset(i.read), true),
+            ("df_ssl_read_exit", UProbeAttachLocation::AbsoluteOffset(i.read), true),
+        ],
+        None => vec![
+            ("df_ssl_write_enter", "SSL_write".into(), true),
+            ("df_ssl_write_exit", "SSL_write".into(), true),
+            ("df_ssl_read_enter", "SSL_read".into(), true),
+            ("df_ssl_read_exit", "SSL_read".into(), true),
+            ("df_ssl_write_ex_enter", "SSL_write_ex".into(), false),
+            ("df_ssl_write_exit", "SSL_write_ex".into(), false),
+            ("df_ssl_read_ex_enter", "SSL_read_ex".into(), false),
+            ("df_ssl_read_exit", "SSL_read_ex".into(), false),
+        ],
+    };
     let mut n = 0;
-    for (prog, func, needed) in points {
+    for (prog, at, needed) in points {
+        let what = match at {
+            UProbeAttachLocation::Symbol(s) => s.to_string(),
+            UProbeAttachLocation::AbsoluteOffset(o) => format!("offset {o:#x}"),
+            UProbeAttachLocation::SymbolOffset(s, o) => format!("{s}+{o:#x}"),
+        };
         let p: &mut UProbe = bpf
             .program_mut(prog)
             .ok_or_else(|| load_err(prog, "program not in object"))?
@@ -237,11 +260,125 @@ fn attach_ssl(bpf: &mut Ebpf, lib: &std::path::Path) -> Result<usize> {
         if p.fd().is_err() {
             p.load().map_err(|e| load_err(prog, e))?;
         }
-        match p.attach(func, lib, UProbeScope::AllProcesses) {
+        match p.attach(at, lib, UProbeScope::AllProcesses) {
             Ok(_) => n += 1,
-            Err(e) if needed => return Err(attach_err(&format!("{func} in {}", lib.display()), e)),
+            Err(e) if needed => return Err(attach_err(&format!("{what} in {}", lib.display()), e)),
             Err(_) => {}
         }
     }
-    Ok(n)
+    Ok((n, internals.is_some()))
+}
+
+/// File offsets of OpenSSL's internal write and read functions in one libssl.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SslInternals {
+    /// `ssl_write_internal(SSL *, const void *buf, size_t num, size_t *written)`.
+    pub write: u64,
+    /// `ssl_read_internal(SSL *, void *buf, size_t num, size_t *readbytes)`.
+    pub read: u64,
+}
+
+/// Finds `ssl_write_internal` and `ssl_read_internal` (local symbols, stripped from distro
+/// builds) in a libssl file: the one function that both `SSL_write` and `SSL_write_ex` call
+/// (a `call`/`jmp rel32` among their first bytes), likewise for read, which must start like a
+/// function (`push`, or `endbr64`). Only for OpenSSL 1.1.1 to 3.1, where both have the `_ex`
+/// signature (3.2 added a flags argument to the write one, and `SSL_write_ex2`): `None`
+/// otherwise, and the probes stay on the public functions.
+pub fn find_ssl_internals(lib: &std::path::Path) -> Option<SslInternals> {
+    let data = std::fs::read(lib).ok()?;
+    ssl_internals_in(&data)
+}
+
+fn ssl_internals_in(data: &[u8]) -> Option<SslInternals> {
+    use object::{Object, ObjectSection, ObjectSymbol};
+    let f = object::File::parse(data).ok()?;
+    if f.architecture() != object::Architecture::X86_64 {
+        return None;
+    }
+    let text = f.section_by_name(".text")?;
+    let (text_addr, text_size) = (text.address(), text.size());
+    let (text_off, text_len) = text.file_range()?;
+    let code = data.get(usize::try_from(text_off).ok()?..usize::try_from(text_off + text_len).ok()?)?;
+    let sym = |name: &str| -> Option<u64> {
+        f.dynamic_symbols().find(|s| s.is_definition() && s.name() == Ok(name)).map(|s| s.address())
+    };
+    if sym("SSL_write_ex2").is_some() {
+        return None;
+    }
+    let (w, wx, r, rx) = (sym("SSL_write")?, sym("SSL_write_ex")?, sym("SSL_read")?, sym("SSL_read_ex")?);
+    let bytes = |addr: u64, len: u64| -> Option<&[u8]> {
+        if addr < text_addr || addr + len > text_addr + text_size {
+            return None;
+        }
+        let o = usize::try_from(addr - text_addr).ok()?;
+        code.get(o..o + usize::try_from(len).ok()?)
+    };
+    // rel32 call/jmp targets among the first `len` bytes of the function at `addr` (every
+    // byte offset: the intersection of two functions' sets removes the false ones).
+    let targets = |addr: u64, len: u64| -> Vec<u64> {
+        let Some(b) = bytes(addr, len) else { return Vec::new() };
+        (0..b.len().saturating_sub(4))
+            .filter(|&i| b[i] == 0xe8 || b[i] == 0xe9)
+            .filter_map(|i| {
+                let rel = i32::from_le_bytes(b.get(i + 1..i + 5)?.try_into().ok()?);
+                let next = addr.checked_add(i as u64 + 5)?;
+                next.checked_add_signed(i64::from(rel))
+            })
+            .collect()
+    };
+    let prologue = |addr: u64| -> bool {
+        match bytes(addr, 4) {
+            Some([0x50..=0x57, ..]) | Some([0x41, 0x50..=0x57, ..]) | Some([0xf3, 0x0f, 0x1e, 0xfa]) => true,
+            _ => false,
+        }
+    };
+    let common = |a: u64, b: u64| -> Option<u64> {
+        let ta = targets(a, 96);
+        let tb = targets(b, 32);
+        let mut c: Vec<u64> = ta.into_iter().filter(|t| tb.contains(t) && *t != a && *t != b).collect();
+        c.sort_unstable();
+        c.dedup();
+        match c.as_slice() {
+            [t] if prologue(*t) => Some(*t),
+            _ => None,
+        }
+    };
+    let (wi, ri) = (common(w, wx)?, common(r, rx)?);
+    if wi == ri {
+        return None;
+    }
+    Some(SslInternals { write: wi - text_addr + text_off, read: ri - text_addr + text_off })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ssl_internals_of_the_installed_libssl() {
+        let libs = find_libssl();
+        let Some(lib) = libs.iter().find(|l| l.to_string_lossy().contains("libssl.so.3")) else {
+            eprintln!("SKIP ssl_internals_of_the_installed_libssl: no libssl.so.3 ({libs:?})");
+            return;
+        };
+        let data = std::fs::read(lib).unwrap();
+        let Some(i) = ssl_internals_in(&data) else {
+            // 3.2+ (SSL_write_ex2) keeps the public entry points
+            eprintln!("SKIP ssl_internals_of_the_installed_libssl: not found in {}", lib.display());
+            return;
+        };
+        assert_ne!(i.write, i.read);
+        // both start like functions
+        for off in [i.write, i.read] {
+            let b = &data[off as usize..off as usize + 2];
+            assert!(matches!(b, [0x50..=0x57, _] | [0x41, 0x50..=0x57] | [0xf3, 0x0f]), "{b:x?}");
+        }
+    }
+
+    #[test]
+    fn ssl_internals_of_garbage_is_none() {
+        assert_eq!(ssl_internals_in(b""), None);
+        assert_eq!(ssl_internals_in(&[0x7f, b'E', b'L', b'F', 2, 1, 1, 0, 0, 0, 0, 0]), None);
+        assert_eq!(ssl_internals_in(&[0u8; 4096]), None);
+    }
 }
