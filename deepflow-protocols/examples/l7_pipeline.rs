@@ -3,7 +3,8 @@
 //! the application RED aggregator (1 s / 1 min). No output; `--jsonl` serializes every row on
 //! a writer thread, as the agent's `--format jsonl` does. Builds from deepflow-protocols alone,
 //! so an A/B of a parser or engine change needs no workspace release build:
-//!   cargo run --release -p deepflow-protocols --example l7_pipeline -- FILE.pcap [RUNS] [--no-red] [--jsonl]
+//!   cargo run --release -p deepflow-protocols --example l7_pipeline -- FILE.pcap [RUNS] [--no-red] [--jsonl] [--no-net-metrics]
+//! `--jsonl --no-red --no-net-metrics` is what `deepflow-agent analyze --format jsonl --emit sessions` does.
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -24,9 +25,11 @@ fn main() {
     let red_on = !args.iter().any(|a| a == "--no-red");
     // `--jsonl`: also serialize every row as the agent's `--format jsonl` does (to a sink)
     let jsonl = args.iter().any(|a| a == "--jsonl");
+    // `--no-net-metrics`: no 1 s / 1 min network metrics, as `analyze --emit sessions` does
+    let net_metrics = !args.iter().any(|a| a == "--no-net-metrics");
     let mut pos = args.iter().filter(|a| !a.starts_with("--"));
     let Some(path) = pos.next().map(PathBuf::from) else {
-        eprintln!("usage: l7_pipeline FILE.pcap [RUNS] [--no-red] [--jsonl]");
+        eprintln!("usage: l7_pipeline FILE.pcap [RUNS] [--no-red] [--jsonl] [--no-net-metrics]");
         std::process::exit(2);
     };
     let runs: usize = pos.next().and_then(|r| r.parse().ok()).unwrap_or(3);
@@ -41,7 +44,12 @@ fn main() {
                 std::process::exit(1);
             }
         };
-        let mut pipe = Pipeline::new(PipelineConfig::default(), L7Observer::new(L7Config::default()));
+        let mut cfg = PipelineConfig::default();
+        if !net_metrics {
+            cfg.flow.metrics.per_second = false;
+            cfg.flow.metrics.per_minute = false;
+        }
+        let mut pipe = Pipeline::new(cfg, L7Observer::new(L7Config::default()));
         let mut red = RedAggregator::new(RedConfig::default());
         let mut app = Vec::new();
         let (mut packets, mut rows, mut flows, mut metrics) = (0u64, 0usize, 0usize, 0usize);

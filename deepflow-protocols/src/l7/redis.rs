@@ -396,7 +396,11 @@ impl RedisParser {
 
     fn request(&mut self, args: &[Vec<u8>], total: usize) -> L7Message {
         let mut m = L7Message::new(L7Protocol::Redis, MessageKind::Request);
-        let words: Vec<std::borrow::Cow<'_, str>> = args.iter().map(|a| String::from_utf8_lossy(a)).collect();
+        // valid UTF-8 (the common case) borrows after the fast validation
+        let words: Vec<std::borrow::Cow<'_, str>> = args
+            .iter()
+            .map(|a| std::str::from_utf8(a).map_or_else(|_| String::from_utf8_lossy(a), std::borrow::Cow::Borrowed))
+            .collect();
         let cmd = words.first().map_or_else(String::new, |w| w.to_string());
         let upper: std::borrow::Cow<'_, str> = if cmd.bytes().any(|c| c.is_ascii_lowercase()) {
             cmd.to_ascii_uppercase().into()

@@ -189,7 +189,16 @@ fn main() -> ExitCode {
 fn pipeline_config(common: &Common) -> Result<PipelineConfig, String> {
     let max_memory = parse_size(&common.max_memory)
         .ok_or_else(|| format!("--max-memory {:?}: expected a size such as 256MiB", common.max_memory))?;
-    Ok(PipelineConfig { max_memory, ..PipelineConfig::default() })
+    let mut cfg = PipelineConfig { max_memory, ..PipelineConfig::default() };
+    // Network metrics (1 s / 1 min) are computed only where they go somewhere: printed by
+    // `--emit metrics`, written by `--format parquet`, or sent to a server.
+    let sent = !common.send.servers.is_empty() || common.send.controller.is_some();
+    let wanted = matches!(common.emit, EmitArg::Metrics) || matches!(common.format, FormatArg::Parquet) || sent;
+    if !wanted {
+        cfg.flow.metrics.per_second = false;
+        cfg.flow.metrics.per_minute = false;
+    }
+    Ok(cfg)
 }
 
 fn printer(common: &Common) -> Printer {
