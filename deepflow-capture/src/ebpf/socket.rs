@@ -317,20 +317,18 @@ fn ssl_internals_in(data: &[u8]) -> Option<SslInternals> {
     // byte offset: the intersection of two functions' sets removes the false ones).
     let targets = |addr: u64, len: u64| -> Vec<u64> {
         let Some(b) = bytes(addr, len) else { return Vec::new() };
-        (0..b.len().saturating_sub(4))
-            .filter(|&i| b[i] == 0xe8 || b[i] == 0xe9)
-            .filter_map(|i| {
-                let rel = i32::from_le_bytes(b.get(i + 1..i + 5)?.try_into().ok()?);
+        b.windows(5)
+            .enumerate()
+            .filter_map(|(i, w)| {
+                let [0xe8 | 0xe9, r0, r1, r2, r3] = *w else { return None };
+                let rel = i32::from_le_bytes([r0, r1, r2, r3]);
                 let next = addr.checked_add(i as u64 + 5)?;
                 next.checked_add_signed(i64::from(rel))
             })
             .collect()
     };
     let prologue = |addr: u64| -> bool {
-        match bytes(addr, 4) {
-            Some([0x50..=0x57, ..]) | Some([0x41, 0x50..=0x57, ..]) | Some([0xf3, 0x0f, 0x1e, 0xfa]) => true,
-            _ => false,
-        }
+        matches!(bytes(addr, 4), Some([0x50..=0x57, ..] | [0x41, 0x50..=0x57, ..] | [0xf3, 0x0f, 0x1e, 0xfa]))
     };
     let common = |a: u64, b: u64| -> Option<u64> {
         let ta = targets(a, 96);
