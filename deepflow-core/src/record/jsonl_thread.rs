@@ -46,7 +46,10 @@ impl JsonlThread {
         if rows.is_empty() {
             return;
         }
-        let spare = self.back.try_recv().unwrap_or_default();
+        let mut spare = self.back.try_recv().unwrap_or_default();
+        // room for a batch like this one, allocated while empty: the loop's pushes never
+        // move rows to grow it
+        spare.reserve(rows.len());
         let batch = std::mem::replace(rows, spare);
         if let Some(tx) = &self.tx {
             // an error means the thread is gone (it only ends when the sender is dropped, or

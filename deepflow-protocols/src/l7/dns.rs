@@ -116,7 +116,8 @@ fn be32(b: &[u8], at: usize) -> Option<u32> {
 /// Reads a (possibly compressed) name at `pos` of message `msg`. Returns the dotted name
 /// and the position after the name's in-place encoding.
 pub fn read_name(msg: &[u8], mut pos: usize) -> Option<(String, usize)> {
-    let mut out = String::new();
+    // most names fit: one allocation instead of a few growths
+    let mut out = String::with_capacity(32);
     let mut wire_len = 0usize;
     let mut end_after: Option<usize> = None;
     // every pointer must go strictly backwards: bounded by the message length

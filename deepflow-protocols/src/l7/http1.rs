@@ -166,12 +166,49 @@ pub fn http_endpoint(target: &str, n: usize) -> Option<String> {
         return None;
     }
     let mut path = target;
-    if let Some(p) = path.find("://") {
+    // origin-form (`/...`, nearly every request) has no scheme to look for
+    if !path.starts_with('/')
+        && let Some(p) = memchr::memmem::find(path.as_bytes(), b"://")
+    {
         let after = path.get(p + 3..).unwrap_or("");
         path = after.find('/').and_then(|i| after.get(i..)).unwrap_or("/");
     }
-    let end = path.find(['?', '#']).unwrap_or(path.len());
+    let end = memchr::memchr2(b'?', b'#', path.as_bytes()).unwrap_or(path.len());
     let path = path.get(..end).unwrap_or("");
+    // Fast path: `/seg/seg...` without empty segments: the endpoint is a prefix of the path,
+    // up to the end of segment `n`, without a trailing `/`.
+    let b = path.as_bytes();
+    if b.first() == Some(&b'/') {
+        let mut seen = 0;
+        let mut cut = b.len();
+        let mut prev_slash = true;
+        let mut plain = true;
+        for (i, &c) in b.iter().enumerate().skip(1) {
+            if c == b'/' {
+                if prev_slash {
+                    plain = false;
+                    break;
+                }
+                seen += 1;
+                if seen == n {
+                    cut = i;
+                    break;
+                }
+            }
+            prev_slash = c == b'/';
+        }
+        if plain {
+            let e = path.get(..cut).unwrap_or("/");
+            let e = if e.len() > 1 { e.strip_suffix('/').unwrap_or(e) } else { "/" };
+            return Some(e.to_owned());
+        }
+    }
+    Some(endpoint_of_segments(path, n))
+}
+
+/// The general form of [`http_endpoint`] over a path without query: `/` + the first `n`
+/// non-empty segments, joined by `/`.
+fn endpoint_of_segments(path: &str, n: usize) -> String {
     let mut out = String::with_capacity(path.len().min(64));
     for seg in path.split('/').filter(|s| !s.is_empty()).take(n) {
         out.push('/');
@@ -180,7 +217,7 @@ pub fn http_endpoint(target: &str, n: usize) -> Option<String> {
     if out.is_empty() {
         out.push('/');
     }
-    Some(out)
+    out
 }
 
 fn trim(b: &[u8]) -> &[u8] {
@@ -660,5 +697,81 @@ fn upgrade_request(msg: &L7Message, block: &[u8], ts_us: u64) -> UpgradeRequest 
         headers,
         start_us: ts_us,
         http2_settings,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The definition [`http_endpoint`] follows, written plainly (its earlier implementation,
+    /// which also looked for a scheme inside origin-form targets: `/r?u=http://x/a` gave `/a`).
+    fn reference(target: &str, n: usize) -> Option<String> {
+        if n == 0 {
+            return None;
+        }
+        let mut path = target;
+        if !path.starts_with('/')
+            && let Some(p) = path.find("://")
+        {
+            let after = path.get(p + 3..).unwrap_or("");
+            path = after.find('/').and_then(|i| after.get(i..)).unwrap_or("/");
+        }
+        let end = path.find(['?', '#']).unwrap_or(path.len());
+        Some(endpoint_of_segments(path.get(..end).unwrap_or(""), n))
+    }
+
+    #[test]
+    fn endpoint_examples() {
+        let cases = [
+            ("/", 2, "/"),
+            ("/a/b/c?x=1", 2, "/a/b"),
+            ("/a/", 2, "/a"),
+            ("/a//b/c", 2, "/a/b"),
+            ("//a", 1, "/a"),
+            ("http://h:80/x/y/z#f", 2, "/x/y"),
+            ("http://h", 2, "/"),
+            ("*", 2, "/*"),
+            ("/é/ü/x", 2, "/é/ü"),
+            // a URL in the query of an origin-form target is not its scheme
+            ("/r?u=http://x/a/b", 2, "/r"),
+        ];
+        for (t, n, want) in cases {
+            assert_eq!(http_endpoint(t, n).as_deref(), Some(want), "{t} {n}");
+        }
+        assert_eq!(http_endpoint("/a", 0), None);
+    }
+
+    /// Every string of up to 6 characters over an alphabet that covers the cases (segments,
+    /// empty segments, query, fragment, scheme, non-ASCII), for 0..4 segments.
+    #[test]
+    fn endpoint_matches_its_definition() {
+        let alphabet = ['/', 'a', '?', '#', ':', 'é'];
+        let mut t = String::new();
+        let mut idx: Vec<usize> = Vec::new();
+        loop {
+            t.clear();
+            t.extend(idx.iter().map(|&i| alphabet[i]));
+            for n in 0..4 {
+                assert_eq!(http_endpoint(&t, n), reference(&t, n), "{t:?} {n}");
+            }
+            // next string: odometer over the alphabet, then one character longer
+            let mut k = 0;
+            loop {
+                if k == idx.len() {
+                    idx.push(0);
+                    break;
+                }
+                idx[k] += 1;
+                if idx[k] < alphabet.len() {
+                    break;
+                }
+                idx[k] = 0;
+                k += 1;
+            }
+            if idx.len() > 6 {
+                break;
+            }
+        }
     }
 }
