@@ -171,6 +171,8 @@ struct df_sys_exit {
 	__s64 ret;
 };
 
+/* Per-CPU counters (and df_unwoken, df_scratch) are updated without atomics: a tracing
+ * program never runs while another one is running on the same CPU (bpf_prog_active). */
 static __always_inline struct df_socket_stats *stats(void)
 {
 	__u32 zero = 0;
@@ -245,7 +247,7 @@ static __always_inline struct df_thread *take_args(__u64 id, __u16 sys, struct d
 		if (t->args.syscall == 0) {
 			struct df_socket_stats *st = stats();
 			if (st)
-				__sync_fetch_and_add(&st->enter_missing, 1);
+				st->enter_missing += 1;
 		}
 		return 0;
 	}
@@ -267,7 +269,7 @@ static __always_inline struct sock *fd_to_sock(__u32 fd, struct df_sock_tuple *t
 	struct df_socket_stats *st = stats();
 	if (!fdt) {
 		if (st)
-			__sync_fetch_and_add(&st->fd_lookup_failed, 1);
+			st->fd_lookup_failed += 1;
 		return 0;
 	}
 	unsigned int max = BPF_CORE_READ(fdt, max_fds);
@@ -277,13 +279,13 @@ static __always_inline struct sock *fd_to_sock(__u32 fd, struct df_sock_tuple *t
 	struct file *f = 0;
 	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f) {
 		if (st)
-			__sync_fetch_and_add(&st->fd_lookup_failed, 1);
+			st->fd_lookup_failed += 1;
 		return 0;
 	}
 	umode_t mode = BPF_CORE_READ(f, f_inode, i_mode);
 	if ((mode & S_IFMT) != S_IFSOCK) {
 		if (st)
-			__sync_fetch_and_add(&st->not_socket, 1);
+			st->not_socket += 1;
 		return 0;
 	}
 	struct socket *sock = BPF_CORE_READ(f, private_data);
@@ -302,7 +304,7 @@ static __always_inline struct sock *fd_to_sock(__u32 fd, struct df_sock_tuple *t
 	__u8 head[DF_SKC_HEAD] = {};
 	if (o_d <= DF_SKC_HEAD - 4 && o_s <= DF_SKC_HEAD - 4 && o_dp <= DF_SKC_HEAD - 2 &&
 	    o_n <= DF_SKC_HEAD - 2 && o_f <= DF_SKC_HEAD - 2) {
-		if (bpf_probe_read_kernel(head, sizeof(head), sk))
+		if (bpf_probe_read_kernel(head, sizeof(head), &sk->__sk_common))
 			return 0;
 		__builtin_memcpy(&family, &head[o_f], 2);
 		__builtin_memcpy(&t->dport, &head[o_dp], 2);
@@ -320,13 +322,13 @@ static __always_inline struct sock *fd_to_sock(__u32 fd, struct df_sock_tuple *t
 	}
 	if (family != AF_INET && family != AF_INET6) {
 		if (st)
-			__sync_fetch_and_add(&st->not_socket, 1);
+			st->not_socket += 1;
 		return 0;
 	}
 	__u16 proto = BPF_CORE_READ(sk, sk_protocol);
 	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP) {
 		if (st)
-			__sync_fetch_and_add(&st->not_socket, 1);
+			st->not_socket += 1;
 		return 0;
 	}
 	t->family = family;
@@ -398,9 +400,9 @@ static __always_inline void submit(void *ctx, struct df_event_buf *e)
 	long err = bpf_ringbuf_output(&df_events, e, size, flags);
 	if (st) {
 		if (err)
-			__sync_fetch_and_add(&st->lost, 1);
+			st->lost += 1;
 		else
-			__sync_fetch_and_add(&st->events, 1);
+			st->events += 1;
 	}
 }
 
@@ -524,7 +526,7 @@ out:
 	if (e->hdr.data_len < total) {
 		struct df_socket_stats *st = stats();
 		if (st)
-			__sync_fetch_and_add(&st->truncated, 1);
+			st->truncated += 1;
 	}
 	submit(ctx, e);
 	return 0;
