@@ -66,11 +66,31 @@ pub fn type_name(t: u8) -> &'static str {
 const CONFIRMATIONS: [&str; 6] =
     ["subscribe", "unsubscribe", "psubscribe", "punsubscribe", "ssubscribe", "sunsubscribe"];
 
+/// A RESP length or integer: what `str::parse::<i64>` accepts (optional sign, decimal digits,
+/// no overflow), without the UTF-8 check and the generic parser.
 fn parse_len(b: &[u8]) -> Option<i64> {
     if b.is_empty() || b.len() > 20 {
         return None;
     }
-    std::str::from_utf8(b).ok()?.parse().ok()
+    let (neg, digits) = match b.split_first() {
+        Some((b'-', d)) => (true, d),
+        Some((b'+', d)) => (false, d),
+        _ => (false, b),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    let mut v: i64 = 0;
+    for &c in digits {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        // accumulate on the sign's side, so that i64::MIN parses
+        v = v.checked_mul(10)?;
+        v = if neg { v.checked_sub(i64::from(d))? } else { v.checked_add(i64::from(d))? };
+    }
+    Some(v)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -645,6 +665,42 @@ impl L7Parser for RedisParser {
 mod tests {
     use super::*;
     use crate::l7::sql::testutil::*;
+
+    #[test]
+    fn parse_len_is_str_parse() {
+        let mut inputs: Vec<String> = [
+            "",
+            "-",
+            "+",
+            "0",
+            "-0",
+            "+7",
+            "007",
+            "1 ",
+            " 1",
+            "1a",
+            "9223372036854775807",
+            "9223372036854775808",
+            "-9223372036854775808",
+            "-9223372036854775809",
+            "+-1",
+            "--1",
+            "12345678901234567890",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for i in 0..2000u32 {
+            inputs.push(i.to_string());
+            inputs.push(format!("-{i}"));
+            inputs.push(format!("{}", u64::from(i).wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+        }
+        for s in &inputs {
+            let want = if s.is_empty() || s.len() > 20 { None } else { s.parse::<i64>().ok() };
+            assert_eq!(parse_len(s.as_bytes()), want, "{s:?}");
+        }
+        assert_eq!(parse_len(&[0xff, b'1']), None);
+    }
     use deepflow_core::record::LogType;
 
     fn cmd(args: &[&str]) -> Vec<u8> {
