@@ -32,19 +32,20 @@ cat "$file" >/dev/null
 
 tf=$(mktemp)
 trap 'rm -f "$tf"' EXIT
-measure() { # name cmd...: best-of-$runs wall seconds and max RSS (KiB)
+measure() { # name cmd...: best-of-$runs wall seconds, the CPU seconds (user + system) of that run, max RSS (KiB)
   local name=$1; shift
-  local best="" rss=0
+  local best="" cpu="" rss=0
   for _ in $(seq "$runs"); do
     local out
     # -o: the tool's own stderr goes to /dev/null, time's figures to a file
-    /usr/bin/time -o "$tf" -f '%e %M' "$@" >/dev/null 2>&1 || true
+    /usr/bin/time -o "$tf" -f '%e %U %S %M' "$@" >/dev/null 2>&1 || true
     out=$(tail -1 "$tf")
-    local t=${out% *} m=${out#* }
-    if [ -z "$best" ] || awk "BEGIN{exit !($t < $best)}"; then best=$t; fi
+    local t u s m
+    read -r t u s m <<<"$out"
+    if [ -z "$best" ] || awk "BEGIN{exit !($t < $best)}"; then best=$t; cpu=$(awk "BEGIN{printf \"%.2f\", $u+$s}"); fi
     [ "$m" -gt "$rss" ] && rss=$m
   done
-  echo "$name|$best|$rss"
+  echo "$name|$best|$rss|$cpu"
 }
 
 results=()
@@ -72,13 +73,13 @@ fi
 {
   echo "file: $file ($packets packets, $(du -h "$file" | cut -f1)); best of $runs runs (tshark: 1); $(nproc) cores; $(date -u +%Y-%m-%d)"
   echo
-  echo "| tool | seconds | packets/s | deepflow-agent (L4) speed-up | peak RSS MiB |"
-  echo "|---|---:|---:|---:|---:|"
+  echo "| tool | seconds | CPU seconds (user+sys) | packets/s | deepflow-agent (L4) speed-up | peak RSS MiB |"
+  echo "|---|---:|---:|---:|---:|---:|"
   for r in "${results[@]}"; do
-    IFS='|' read -r name t rss <<<"$r"
+    IFS='|' read -r name t rss cpu <<<"$r"
     pps=$(awk "BEGIN{printf \"%.0f\", $packets/($t>0?$t:0.001)}")
     ratio=$(awk "BEGIN{printf \"%.2fx\", ($t>0?$t:0.001)/($ours>0?$ours:0.001)}")
-    echo "| $name | $t | $pps | $ratio | $((rss/1024)) |"
+    echo "| $name | $t | $cpu | $pps | $ratio | $((rss/1024)) |"
   done
   echo
   echo "requests found: HTTP $our_http (tshark $their_http), DNS queries $our_dns (tshark $their_dns)"
