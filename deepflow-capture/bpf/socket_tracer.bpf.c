@@ -97,6 +97,10 @@ struct df_thread {
 	__u64 ssl;
 	__u64 ssl_buf;
 	__u64 ssl_out_len_ptr; /* _ex forms: size_t *readbytes / *written */
+	/* The socket of ssl_fd as resolved by the nested syscall's exit during this SSL call
+	 * (0: not yet): the SSL return takes it instead of walking the fd table again. */
+	__u64 ssl_sk;
+	struct df_sock_tuple ssl_tuple;
 };
 
 struct {
@@ -474,6 +478,10 @@ static __always_inline int data_exit(void *ctx, __s64 ret, __u16 sys, __u8 dir, 
 	if (!sk)
 		return 0;
 	__u64 key = (__u64)sk;
+	if (t->ssl_active && t->ssl_fd == (__s32)args.fd) {
+		t->ssl_sk = key;
+		__builtin_memcpy(&t->ssl_tuple, &e->hdr.tuple, sizeof(t->ssl_tuple));
+	}
 	fill_event(e, id, &args, sk, DF_EV_DATA, ret);
 	e->hdr.direction = dir;
 	e->hdr.seq = next_seq(key, &e->hdr.role);
@@ -651,6 +659,7 @@ static __always_inline int ssl_enter(struct pt_regs *ctx, __u16 sys, int ex)
 	t->ssl_buf = PT_REGS_PARM2(ctx);
 	t->ssl_out_len_ptr = ex ? PT_REGS_PARM4(ctx) : 0;
 	t->ssl_fd = -1;
+	t->ssl_sk = 0;
 	t->ssl_syscall = sys;
 	t->ssl_active = 1;
 	return 0;
@@ -692,7 +701,14 @@ static __always_inline int ssl_exit(struct pt_regs *ctx, __u8 dir)
 	struct df_event_buf *e = scratch();
 	if (!e)
 		return 0;
-	struct sock *sk = fd_to_sock((__u32)fd, &e->hdr.tuple);
+	struct sock *sk;
+	if (t->ssl_sk && fd == t->ssl_fd) {
+		/* resolved by the nested syscall of this call: same fd, same thread, moments ago */
+		sk = (struct sock *)t->ssl_sk;
+		__builtin_memcpy(&e->hdr.tuple, &t->ssl_tuple, sizeof(e->hdr.tuple));
+	} else {
+		sk = fd_to_sock((__u32)fd, &e->hdr.tuple);
+	}
 	if (!sk)
 		return 0;
 	a.fd = (__u32)fd;
