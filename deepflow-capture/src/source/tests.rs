@@ -253,21 +253,28 @@ fn pcapng_image() -> Image {
 }
 
 fn read_all(bytes: &[u8], buffer: usize) -> (Result<Vec<Want>, CaptureError>, Option<SourceStats>) {
-    let mut src = match from_reader_with_buffer(bytes, "mem", buffer) {
-        Ok(s) => s,
-        Err(e) => return (Err(e), None),
-    };
+    match from_reader_with_buffer(bytes, "mem", buffer) {
+        Ok(mut src) => {
+            let got = packets_of(&mut *src);
+            (got, Some(src.stats()))
+        }
+        Err(e) => (Err(e), None),
+    }
+}
+
+/// Every packet of a file source, up to its end (which must be sticky) or its first error.
+fn packets_of(src: &mut dyn PacketSource) -> Result<Vec<Want>, CaptureError> {
     let mut out = Vec::new();
     loop {
         match src.next_packet() {
             Ok(Next::Packet(p)) => out.push((p.timestamp_us, p.wire_len, p.link, p.interface, p.data.to_vec())),
             Ok(Next::Idle) => panic!("files are never idle"),
             Ok(Next::End) => break,
-            Err(e) => return (Err(e), Some(src.stats())),
+            Err(e) => return Err(e),
         }
     }
     assert!(matches!(src.next_packet(), Ok(Next::End)), "End is sticky");
-    (Ok(out), Some(src.stats()))
+    Ok(out)
 }
 
 #[test]
@@ -560,15 +567,7 @@ fn big_files_read_ahead_give_the_same_packets() {
             std::fs::write(&path, bytes).unwrap();
             let (want, want_stats) = read_all(bytes, DEFAULT_BUFFER_SIZE);
             let mut src = open_file(&path).unwrap();
-            let mut got = Vec::new();
-            loop {
-                match src.next_packet() {
-                    Ok(Next::Packet(p)) => got.push((p.timestamp_us, p.wire_len, p.link, p.interface, p.data.to_vec())),
-                    Ok(Next::Idle) => panic!("files are never idle"),
-                    Ok(Next::End) => break,
-                    Err(e) => panic!("{name}: {e}"),
-                }
-            }
+            let got = packets_of(&mut *src).unwrap();
             let want = want.unwrap();
             assert!(want.len() > 10_000, "{name}: {}", want.len());
             assert_eq!(got, want, "{name} cut {cut}");
