@@ -701,6 +701,7 @@ fn upgrade_request(msg: &L7Message, block: &[u8], ts_us: u64) -> UpgradeRequest 
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
 

@@ -280,7 +280,7 @@ fn analyze(path: &Path, common: &Common) -> Result<(), String> {
             Next::End => break,
         }
         n += 1;
-        if n % 4096 == 0 {
+        if n.is_multiple_of(4096) {
             if let Some(s) = &mut server {
                 s.rows(&mut pipe)?;
             } else {
