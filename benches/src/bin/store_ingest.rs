@@ -3,7 +3,7 @@
 //! encode, temp file + fsync + rename). Prints M rows/s of wall time and rows per CPU second of
 //! the process (user + system, from `/proc/self/stat`), and bytes per row.
 //!
-//! `cargo build --release --workspace --bins --examples && $CARGO_TARGET_DIR/release/store_ingest 1000000 [DIR] [all|batch|encode|writer]`
+//! `cargo build --release --workspace --examples --bin store_ingest && $CARGO_TARGET_DIR/release/store_ingest 1000000 [DIR] [all|batch|encode|writer]`
 //! (best of 3 for batch and encode, best of 2 for the writer; DIR defaults to a temp dir and is
 //! removed afterwards). Mode `props` encodes the batch with Parquet writer-property variants.
 
@@ -18,7 +18,7 @@ use deepflow_store::parquet::schema::types::ColumnPath;
 use deepflow_store::schema::Record;
 use deepflow_store::writer::{ENCODE_BATCH_ROWS, encode_parquet, encode_rows, writer_properties};
 use deepflow_store::{Storage, StoreWriter, WriterOptions};
-use deepflow_tagging::TaggedRow;
+use deepflow_tagging::{TAG_COLUMNS_0, TAG_COLUMNS_1, TaggedRow};
 
 /// CPU time of this process so far (user + system), from `/proc/self/stat` (clock ticks of
 /// 10 ms on Linux).
@@ -162,6 +162,18 @@ fn props_variants(batch: &RecordBatch) {
         }
         b
     };
+    let store = || writer_properties(1 << 20, 1).expect("props").into_builder();
+    let tag_cols: Vec<&str> = TAG_COLUMNS_0.iter().chain(TAG_COLUMNS_1.iter()).copied().collect();
+    // generated data: host, subnet, namespace, node, workload, pod and service ids have >= 40 values
+    let wide_tags: Vec<&str> = tag_cols
+        .iter()
+        .copied()
+        .filter(|c| {
+            ["host_id", "subnet_id", "pod_ns_id", "pod_node_id", "pod_group_id", "pod_id", "service_id"]
+                .iter()
+                .any(|p| c.starts_with(&format!("{p}_")))
+        })
+        .collect();
     let variants: Vec<(&str, WriterProperties)> = vec![
         ("store writer_properties", writer_properties(1 << 20, 1).expect("props")),
         ("v0 base (same settings)", base().build()),
@@ -175,6 +187,12 @@ fn props_variants(batch: &RecordBatch) {
         ("v8 v3 + no statistics at all", v3().set_statistics_enabled(EnabledStatistics::None).build()),
         ("v9 v3 uncompressed", v3().set_compression(Compression::UNCOMPRESSED).build()),
         ("v10 v3 + data pages 8 MiB", v3().set_data_page_size_limit(8 << 20).build()),
+        ("s1 store + no dictionary on the 24 tag-id columns", no_dict(store(), &tag_cols).build()),
+        ("s2 store + no dictionary on the tag ids with >= 40 values", no_dict(store(), &wide_tags).build()),
+        ("s3 store + write batch 16384", store().set_write_batch_size(16384).build()),
+        ("s4 store + data pages 4 MiB", store().set_data_page_size_limit(4 << 20).build()),
+        ("s5 store + write batch 1024 (parquet's default)", store().set_write_batch_size(1024).build()),
+        ("s6 store + no statistics on the 24 tag-id columns", no_stats(store(), &tag_cols).build()),
     ];
     let per = batch.num_rows();
     for (name, props) in variants {
