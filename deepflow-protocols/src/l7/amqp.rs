@@ -571,6 +571,7 @@ impl L7Parser for AmqpParser {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]
 pub(crate) mod tests {
     use super::*;
     use crate::EmitMode;

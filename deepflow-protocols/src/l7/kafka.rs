@@ -1078,6 +1078,7 @@ impl L7Parser for KafkaParser {
 // shared test kit for the message-queue parsers
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]
 pub(crate) mod testkit {
     use std::net::{IpAddr, Ipv4Addr};
 
@@ -1262,6 +1263,7 @@ pub(crate) mod testkit {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::testkit::*;
     use super::*;

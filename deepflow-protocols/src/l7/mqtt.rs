@@ -413,6 +413,7 @@ impl L7Parser for MqttParser {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
     use crate::EmitMode;

@@ -351,6 +351,7 @@ fn hdr_needed(line: &[u8]) -> usize {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
     use crate::EmitMode;

@@ -490,6 +490,7 @@ impl L7Parser for OpenWireParser {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
     use crate::EmitMode;

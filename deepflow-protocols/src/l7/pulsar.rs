@@ -552,6 +552,7 @@ impl L7Parser for PulsarParser {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]
 pub(crate) mod tests {
     use super::*;
     use crate::EmitMode;

@@ -530,6 +530,7 @@ impl L7Parser for RocketMqParser {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
     use crate::EmitMode;

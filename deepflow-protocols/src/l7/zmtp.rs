@@ -342,6 +342,7 @@ impl L7Parser for ZmtpParser {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
     use crate::EmitMode;

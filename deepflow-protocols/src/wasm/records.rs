@@ -60,6 +60,7 @@ pub(crate) fn put_opt(out: &mut Vec<u8>, key: &str, value: Option<&str>) {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
 
