@@ -48,6 +48,7 @@
 mod error;
 pub mod format;
 pub mod maintenance;
+mod name_filter;
 #[cfg(feature = "promql")]
 pub mod prom;
 pub mod query;

@@ -21,6 +21,8 @@
 //! time columns (`start_time`, `time`) prune row groups and pages by their min/max statistics.
 //! Filter on both for the fastest time-range queries:
 //! `WHERE date = '2024-05-01' AND hour BETWEEN '10' AND '11' AND start_time >= ...`.
+//! Name filters such as `pod_1 = 'web-1'` run as id filters (`pod_id_1 = 7`): see the
+//! `name_filter` optimizer rule.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -52,7 +54,7 @@ pub const LABELS_FILE: &str = "tags/labels.parquet";
 /// Names by id for every kind: `names[kind.index()]` has the name of id `i` at index `i`
 /// (index 0 is an unused placeholder).
 #[derive(Debug)]
-struct TagNames {
+pub(crate) struct TagNames {
     version: u64,
     names: Vec<Arc<StringArray>>,
     /// (kind index, resource id, key id) -> value id
@@ -102,6 +104,14 @@ impl TagNames {
         TagNames { version: d.version(), names, labels: map, key_ids }
     }
 
+    /// The ids whose name in the dictionary of `kind` is `name` (several keys may share a
+    /// name); `None` for an unknown kind.
+    pub(crate) fn ids_of(&self, kind: &str, name: &str) -> Option<Vec<u32>> {
+        let names = ResourceKind::from_name(kind).and_then(|k| self.names.get(k.index()))?;
+        // index 0 is the placeholder of id 0 (unknown): never a match
+        Some((1..names.len()).filter(|&i| names.value(i) == name).map(|i| i as u32).collect())
+    }
+
     fn kind_names(&self, kind: &str) -> datafusion::error::Result<&Arc<StringArray>> {
         ResourceKind::from_name(kind)
             .and_then(|k| self.names.get(k.index()))
@@ -109,7 +119,7 @@ impl TagNames {
     }
 }
 
-type Shared = Arc<RwLock<Arc<TagNames>>>;
+pub(crate) type Shared = Arc<RwLock<Arc<TagNames>>>;
 
 fn scalar_str(v: &ColumnarValue, what: &str) -> datafusion::error::Result<String> {
     match v {
@@ -128,7 +138,7 @@ fn ids_of(v: &ColumnarValue, n: usize) -> datafusion::error::Result<UInt32Array>
 
 /// `dict_get(kind, id)`.
 #[derive(Debug)]
-struct DictGet {
+pub(crate) struct DictGet {
     sig: Signature,
     names: Shared,
 }
@@ -284,6 +294,7 @@ impl QueryEngine {
             sig: Signature::user_defined(Volatility::Stable),
             names: names.clone(),
         }));
+        ctx.add_optimizer_rule(Arc::new(crate::name_filter::NameFilterToIds { names: names.clone() }));
         let engine = QueryEngine { storage, ctx, names };
         for t in Table::ALL {
             engine.register_table(t)?;

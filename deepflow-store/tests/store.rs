@@ -182,6 +182,29 @@ fn name_views_with_tag_dictionaries() {
         count(&engine, "SELECT count(*) FROM l7_flow_log WHERE pod_id_0 = 0 AND pod_0 IS NULL"),
         count(&engine, "SELECT count(*) FROM l7_flow_log_ids WHERE pod_id_0 = 0")
     );
+    // name filters run as id filters (name_filter.rs): the plan compares the id column with the
+    // id of the name, and the counts are those of the names
+    let web1 = engine.query("SELECT id FROM pod_map WHERE name = 'web-1'").unwrap();
+    let web1 = web1[0].column(0).as_primitive::<deepflow_store::arrow::datatypes::UInt32Type>().value(0);
+    let plan = engine.query("EXPLAIN SELECT count(*) FROM l7_flow_log WHERE pod_0 = 'web-1'").unwrap();
+    let mut text = Vec::new();
+    deepflow_store::format::write_batches(&plan, OutputFormat::Csv, &mut text).unwrap();
+    let text = String::from_utf8(text).unwrap();
+    assert!(text.contains(&format!("pod_id_0 = UInt32({web1})")), "{text}");
+    assert!(!text.contains("dict_get(Utf8(\"pod\"), pod_id_0) = "), "{text}");
+    assert_eq!(count(&engine, "SELECT count(*) FROM l7_flow_log WHERE 'web-1' = pod_0"), expect_web1);
+    assert_eq!(count(&engine, "SELECT count(*) FROM l7_flow_log WHERE pod_0 IN ('web-1', 'nope')"), expect_web1);
+    assert_eq!(count(&engine, "SELECT count(*) FROM l7_flow_log WHERE pod_0 = 'nope'"), 0);
+    assert_eq!(count(&engine, "SELECT count(*) FROM l7_flow_log WHERE pod_0 IN ('nope')"), 0);
+    // not rewritten where NULL and false differ: under NOT and OR the names decide
+    assert_eq!(
+        count(&engine, "SELECT count(*) FROM l7_flow_log WHERE NOT (pod_0 = 'nope')"),
+        count(&engine, "SELECT count(*) FROM l7_flow_log WHERE pod_0 IS NOT NULL")
+    );
+    assert_eq!(
+        count(&engine, "SELECT count(*) FROM l7_flow_log WHERE pod_0 = 'web-1' OR pod_0 = 'web-2'"),
+        count(&engine, "SELECT count(*) FROM l7_flow_log WHERE pod_0 IN ('web-1', 'web-2')")
+    );
 }
 
 /// `log` and `profile` carry one suffix-less set of tag ids (the emitting resource) named by
