@@ -38,7 +38,7 @@ impl Session {
     /// Feeds one complete message (times already set).
     pub(crate) fn on_message(
         &mut self,
-        msg: Box<L7Message>,
+        mut msg: Box<L7Message>,
         pairing: Pairing,
         cfg: SessionCfg,
         flow: &FlowInfo,
@@ -46,7 +46,6 @@ impl Session {
         out: &mut Vec<L7FlowLog>,
     ) {
         counters.messages += 1;
-        let mut msg = msg;
         match msg.kind() {
             MessageKind::OneWay => {
                 push_with(out, counters, flow, msg.protocol, LogType::Session, |r| fill_single(r, &mut msg));

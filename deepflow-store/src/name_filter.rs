@@ -39,10 +39,10 @@ impl OptimizerRule for NameFilterToIds {
     }
 
     fn rewrite(&self, plan: LogicalPlan, _config: &dyn OptimizerConfig) -> Result<Transformed<LogicalPlan>> {
-        let names = self.names.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let names = || self.names.read().unwrap_or_else(|e| e.into_inner()).clone();
         match plan {
             LogicalPlan::Filter(f) => {
-                let (conjuncts, changed) = rewrite_conjuncts(&names, vec![f.predicate.clone()]);
+                let (conjuncts, changed) = rewrite_conjuncts(&names(), vec![f.predicate.clone()]);
                 if !changed {
                     return Ok(Transformed::no(LogicalPlan::Filter(f)));
                 }
@@ -51,7 +51,7 @@ impl OptimizerRule for NameFilterToIds {
                 Ok(Transformed::yes(LogicalPlan::Filter(Filter::try_new(predicate, f.input)?)))
             }
             LogicalPlan::TableScan(mut scan) => {
-                let (filters, changed) = rewrite_conjuncts(&names, std::mem::take(&mut scan.filters));
+                let (filters, changed) = rewrite_conjuncts(&names(), std::mem::take(&mut scan.filters));
                 scan.filters = filters;
                 Ok(Transformed::new_transformed(LogicalPlan::TableScan(scan), changed))
             }

@@ -50,6 +50,15 @@ fn rate(rows: usize, d: Duration) -> f64 {
     rows as f64 / d.as_secs_f64().max(1e-9) / 1e6
 }
 
+/// `rows` in `wall` / `cpu` as printed on every line: rates and the times themselves.
+fn speed(rows: usize, wall: Duration, cpu: Duration) -> String {
+    format!(
+        "{:.3} M rows/s wall, {:.3} M rows per CPU-s ({wall:.2?} wall, {cpu:.2?} CPU)",
+        rate(rows, wall),
+        rate(rows, cpu)
+    )
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let n: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
@@ -65,11 +74,7 @@ fn main() {
 
     if mode == "all" || mode == "batch" || mode == "encode" || mode == "props" {
         let (w, c, batch) = best(3, || L7FlowLog::to_batch(chunk).expect("batch"));
-        println!(
-            "build batch ({per} rows): {:.3} M rows/s wall, {:.3} M rows per CPU-s ({w:.2?} wall, {c:.2?} CPU)",
-            rate(per, w),
-            rate(per, c)
-        );
+        println!("build batch ({per} rows): {}", speed(per, w, c));
         if mode == "props" {
             props_variants(&batch);
         }
@@ -77,9 +82,8 @@ fn main() {
             let props = writer_properties(1 << 20, 1).expect("props");
             let (w, c, bytes) = best(3, || encode_parquet(std::slice::from_ref(&batch), &props).expect("encode"));
             println!(
-                "parquet encode ({per} rows): {:.3} M rows/s wall, {:.3} M rows per CPU-s ({w:.2?} wall, {c:.2?} CPU), {:.1} bytes/row",
-                rate(per, w),
-                rate(per, c),
+                "parquet encode ({per} rows): {}, {:.1} bytes/row",
+                speed(per, w, c),
                 bytes.len() as f64 / per as f64
             );
         }
@@ -89,9 +93,8 @@ fn main() {
         let props = writer_properties(1 << 20, 1).expect("props");
         let (w, c, bytes) = best(3, || encode_rows(chunk, &props).expect("encode"));
         println!(
-            "rows -> parquet, the writer's path without the file ({per} rows, batches of {ENCODE_BATCH_ROWS}): {:.3} M rows/s wall, {:.3} M rows per CPU-s ({w:.2?} wall, {c:.2?} CPU), {:.1} bytes/row",
-            rate(per, w),
-            rate(per, c),
+            "rows -> parquet, the writer's path without the file ({per} rows, batches of {ENCODE_BATCH_ROWS}): {}, {:.1} bytes/row",
+            speed(per, w, c),
             bytes.len() as f64 / per as f64
         );
     }
@@ -118,9 +121,8 @@ fn main() {
         if let Some((wall, cpu, bytes, files)) = best_run {
             let threads = std::fs::read_dir("/proc/self/task").map(|d| d.count()).unwrap_or(0);
             println!(
-                "writer end to end ({n} rows, append + batch + zstd parquet + fsync/rename): {:.3} M rows/s wall, {:.3} M rows per CPU-s ({wall:.2?} wall, {cpu:.2?} CPU), {:.1} bytes/row, {files} files, {threads} thread(s)",
-                rate(n as usize, wall),
-                rate(n as usize, cpu),
+                "writer end to end ({n} rows, append + batch + zstd parquet + fsync/rename): {}, {:.1} bytes/row, {files} files, {threads} thread(s)",
+                speed(n as usize, wall, cpu),
                 bytes as f64 / n as f64
             );
         }

@@ -84,14 +84,12 @@ impl NetworkMeter {
                 continue;
             }
             let mut k = *key;
-            {
-                let count = self.per_window_keys.entry((start, interval)).or_insert(0);
-                if *count >= self.cfg.max_keys {
-                    self.overflowed += 1;
-                    k = OVERFLOW;
-                } else {
-                    *count += 1;
-                }
+            let count = self.per_window_keys.entry((start, interval)).or_insert(0);
+            if *count >= self.cfg.max_keys {
+                self.overflowed += 1;
+                k = OVERFLOW;
+            } else {
+                *count += 1;
             }
             let row = self.windows.entry((start, interval, k)).or_insert_with(|| NetworkMetrics {
                 time: start,

@@ -454,6 +454,7 @@ impl RedisParser {
         m
     }
 
+    /// The reply just read, as a message; the reader is reset for the next one.
     fn response(&mut self) -> L7Message {
         let r = std::mem::take(&mut self.resp.elems);
         let top = self.resp.top.unwrap_or(b'?');
@@ -508,8 +509,7 @@ impl RedisParser {
             }
             None => m.response_status = Some(ResponseStatus::Ok),
         }
-        // back for reuse (the caller resets the reader)
-        self.resp.elems = r;
+        self.resp.recycle(r);
         m
     }
 }
@@ -634,9 +634,7 @@ impl L7Parser for RedisParser {
                     self.req.recycle(args);
                     m
                 } else {
-                    let m = self.response();
-                    self.resp.reset();
-                    m
+                    self.response()
                 };
                 ParseOutcome::message(m, n)
             }
