@@ -451,16 +451,17 @@ static __always_inline __u64 next_seq(__u64 key, __u8 *role)
 	return 1;
 }
 
+/* connect/accept start a new stream on `key`: its state starts afresh. A socket closed without
+ * close(2) (process exit, dup2 over it, close_range) leaves its entry behind, and the kernel
+ * may hand the same struct sock address to a new socket; keeping that entry would continue the
+ * old stream's sequence (seen as 25, 26 instead of 1, 2). */
 static __always_inline void set_role(__u64 key, __u8 role)
 {
-	struct df_sock_state *s = bpf_map_lookup_elem(&df_socks, &key);
-	if (s) {
-		s->role = role;
-		return;
-	}
 	struct df_sock_state n = {};
 	n.role = role;
 	bpf_map_update_elem(&df_socks, &key, &n, BPF_ANY);
+	__u64 tls = key ^ 1; /* the TLS plaintext stream of the socket starts afresh too */
+	bpf_map_delete_elem(&df_socks, &tls);
 }
 
 /* Data syscalls: `vec` 0 = plain buffer, 1 = iovec array, 2 = msghdr, 3 = mmsghdr (first). */
@@ -640,6 +641,8 @@ int df_enter_close(struct df_sys_enter *ctx)
 	fill_event(e, id, &a, sk, DF_EV_CLOSE, 0);
 	e->hdr.role = sock_role(key);
 	bpf_map_delete_elem(&df_socks, &key);
+	__u64 tls = key ^ 1;
+	bpf_map_delete_elem(&df_socks, &tls);
 	submit(ctx, e);
 	return 0;
 }

@@ -81,6 +81,74 @@ fn tracer_sees_curl_request_and_response_with_tuple_role_and_sequence() {
     assert!(data.iter().all(|(e, _)| e.ts_ns >= e.enter_ts_ns && e.tid != 0));
 }
 
+/// A socket dropped without close(2) (here dup2 over its fd) leaves its per-socket state in the
+/// tracer's map; when the kernel hands the same `struct sock` address to the next socket, its
+/// sequence must still start at 1 (CI once saw 25, 26: a stale entry continued).
+#[test]
+fn sequence_restarts_on_a_reused_socket_address() {
+    let test = "sequence_restarts_on_a_reused_socket_address";
+    if Command::new("python3").arg("--version").output().is_err() {
+        eprintln!("SKIP {test}: python3 not installed");
+        return;
+    }
+    let Some(mut t) = start(&SocketTracerConfig { max_data: 64, ..SocketTracerConfig::default() }, test) else {
+        return;
+    };
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    const ROUNDS: usize = 30;
+    let server = std::thread::spawn(move || {
+        for _ in 0..ROUNDS {
+            let Ok((mut s, _)) = l.accept() else { return };
+            let mut buf = [0u8; 64];
+            while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+        }
+    });
+    // each round: connect, three writes, then the fd is replaced by dup2 (no close(2) on it)
+    let script = format!(
+        "import os, socket\nnull = os.open('/dev/null', os.O_RDONLY)\n\
+         for i in range({ROUNDS}):\n    s = socket.create_connection(('127.0.0.1', {port}))\n\
+         \x20   for j in range(3): s.send(b'round %d write %d' % (i, j))\n\
+         \x20   os.dup2(null, s.fileno())\n    s.detach()\n"
+    );
+    let child = Command::new("python3").arg("-c").arg(&script).spawn().unwrap();
+    let pid = child.id();
+    assert!(child.wait_with_output().unwrap().status.success());
+    server.join().unwrap();
+    let mut evs = Vec::new();
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(3) {
+        t.poll(Duration::from_millis(100), |e, _| {
+            if e.pid == pid {
+                evs.push(*e);
+            }
+        });
+        let data = evs.iter().filter(|e| e.event_type == event_type::DATA).count();
+        if data >= 3 * ROUNDS {
+            break;
+        }
+    }
+    assert!(t.stats().lost == 0, "{:?}", t.stats());
+    // in ring order: each connect restarts its socket; data events count from 1 after it
+    let mut next: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
+    let mut connects = std::collections::HashMap::<u64, usize>::new();
+    let mut checked = 0;
+    for e in &evs {
+        if e.event_type == event_type::CONNECT {
+            next.insert(e.sock_id, 1);
+            *connects.entry(e.sock_id).or_default() += 1;
+        } else if e.event_type == event_type::DATA && e.direction == shared::DIR_EGRESS {
+            let want = next.entry(e.sock_id).or_insert(1);
+            assert_eq!(e.seq, *want, "socket {:#x}", e.sock_id);
+            *want += 1;
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 3 * ROUNDS, "every write seen");
+    let reused = connects.values().filter(|&&n| n > 1).count();
+    eprintln!("{test}: {} sockets, {reused} addresses reused", connects.len());
+}
+
 #[test]
 fn files_and_pipes_give_no_events_sockets_of_the_same_process_do() {
     let test = "files_and_pipes_give_no_events_sockets_of_the_same_process_do";
