@@ -49,6 +49,7 @@ mod error;
 pub mod format;
 pub mod maintenance;
 mod name_filter;
+mod name_group;
 #[cfg(feature = "promql")]
 pub mod prom;
 pub mod query;

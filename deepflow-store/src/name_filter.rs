@@ -114,7 +114,7 @@ fn ids_filter(arg: Expr, ids: Vec<u32>) -> Expr {
 
 /// (kind, id argument) of a call of our `dict_get` with a constant kind, seen through casts
 /// and aliases.
-fn dict_call(e: &Expr) -> Option<(String, Expr)> {
+pub(crate) fn dict_call(e: &Expr) -> Option<(String, Expr)> {
     match e {
         Expr::Cast(c) => dict_call(&c.expr),
         Expr::TryCast(c) => dict_call(&c.expr),

@@ -9,6 +9,7 @@
 //! | `<kind>_map` (`pod_map`, `service_map`, `l3_epc_map`, `label_key_map`, ...) | the dictionaries: `id`, `key`, `name` |
 //! | `labels` | custom labels by name: `kind`, `resource_id`, `key`, `value`, `source` |
 //! | `dict_get(kind, id)` | scalar function: the name of `id` in dictionary `kind` (null for 0/unknown), like ClickHouse's `dictGet` |
+//! | `dict_canon(kind, id)` | scalar function: the smallest id of `kind` whose name is the name of `id` (null for 0/unknown): grouping by it is grouping by name, over integers |
 //! | `label_value(kind, id, key)` | scalar function: the value of custom label `key` of resource `id` of `kind`, e.g. `label_value('pod', pod_id_1, 'app')` |
 //!
 //! Name columns are computed by `dict_get`, not by joins: DataFusion removes unused view columns,
@@ -22,7 +23,8 @@
 //! Filter on both for the fastest time-range queries:
 //! `WHERE date = '2024-05-01' AND hour BETWEEN '10' AND '11' AND start_time >= ...`.
 //! Name filters such as `pod_1 = 'web-1'` run as id filters (`pod_id_1 = 7`): see the
-//! `name_filter` optimizer rule.
+//! `name_filter` optimizer rule; `GROUP BY` on a name column (`GROUP BY service_1`) groups by
+//! canonical ids and names only the groups: see the `name_group` optimizer rule.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -57,6 +59,9 @@ pub const LABELS_FILE: &str = "tags/labels.parquet";
 pub(crate) struct TagNames {
     version: u64,
     names: Vec<Arc<StringArray>>,
+    /// `canon[kind.index()][id]`: the smallest id with the same name as `id` (0 for id 0), so
+    /// that two ids group together exactly when their names are equal.
+    canon: Vec<Vec<u32>>,
     /// (kind index, resource id, key id) -> value id
     labels: HashMap<(usize, u32, u32), u32>,
     key_ids: HashMap<String, u32>,
@@ -67,13 +72,14 @@ impl TagNames {
         TagNames {
             version: 0,
             names: ResourceKind::ALL.iter().map(|_| Arc::new(StringArray::from(vec![""]))).collect(),
+            canon: ResourceKind::ALL.iter().map(|_| vec![0]).collect(),
             labels: HashMap::new(),
             key_ids: HashMap::new(),
         }
     }
 
     fn from_dict(d: &DictionarySet, labels: Option<&RecordBatch>) -> Self {
-        let names = ResourceKind::ALL
+        let names: Vec<Arc<StringArray>> = ResourceKind::ALL
             .iter()
             .map(|&k| {
                 let dict = d.dict(k);
@@ -101,7 +107,13 @@ impl TagNames {
                 }
             }
         }
-        TagNames { version: d.version(), names, labels: map, key_ids }
+        let canon: Vec<Vec<u32>> = names.iter().map(|n| canonical_ids(n)).collect();
+        TagNames { version: d.version(), names, canon, labels: map, key_ids }
+    }
+
+    /// The canonical ids of `kind` (see `canon`).
+    pub(crate) fn canon_of(&self, kind: &str) -> Option<&[u32]> {
+        ResourceKind::from_name(kind).and_then(|k| self.canon.get(k.index())).map(Vec::as_slice)
     }
 
     /// The ids whose name in the dictionary of `kind` is `name` (several keys may share a
@@ -117,6 +129,17 @@ impl TagNames {
             .and_then(|k| self.names.get(k.index()))
             .ok_or_else(|| datafusion::error::DataFusionError::Plan(format!("dict_get: unknown dictionary {kind:?}")))
     }
+}
+
+/// For names indexed by id (index 0 unused): the smallest id carrying each id's name.
+fn canonical_ids(names: &StringArray) -> Vec<u32> {
+    let mut first: HashMap<&str, u32> = HashMap::with_capacity(names.len());
+    let mut out = Vec::with_capacity(names.len());
+    out.push(0);
+    for i in 1..names.len() {
+        out.push(*first.entry(names.value(i)).or_insert(i as u32));
+    }
+    out
 }
 
 pub(crate) type Shared = Arc<RwLock<Arc<TagNames>>>;
@@ -181,6 +204,69 @@ impl ScalarUDFImpl for DictGet {
         let keys: UInt32Array = ids.iter().map(|o| o.filter(|&i| i != 0 && i < len)).collect();
         let arr = DictionaryArray::<UInt32Type>::try_new(keys, values as ArrayRef)?;
         Ok(ColumnarValue::Array(Arc::new(arr)))
+    }
+}
+
+/// `dict_canon(kind, id)`: the smallest id of dictionary `kind` with the same name as `id` (null
+/// for 0 and unknown ids, where `dict_get` gives null). `id` may also be what `dict_get` returned
+/// (its keys are the ids). Grouping by it groups exactly as by the name, over integers: the
+/// `name_group` optimizer rule uses it for `GROUP BY` on name columns.
+#[derive(Debug)]
+pub(crate) struct DictCanon {
+    pub(crate) sig: Signature,
+    pub(crate) names: Shared,
+}
+
+impl PartialEq for DictCanon {
+    fn eq(&self, o: &Self) -> bool {
+        Arc::ptr_eq(&self.names, &o.names)
+    }
+}
+impl Eq for DictCanon {}
+impl Hash for DictCanon {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        "dict_canon".hash(h);
+    }
+}
+
+impl ScalarUDFImpl for DictCanon {
+    fn name(&self) -> &str {
+        "dict_canon"
+    }
+    fn signature(&self) -> &Signature {
+        &self.sig
+    }
+    fn return_type(&self, _: &[DataType]) -> datafusion::error::Result<DataType> {
+        Ok(DataType::UInt32)
+    }
+    fn coerce_types(&self, types: &[DataType]) -> datafusion::error::Result<Vec<DataType>> {
+        let id = match types.get(1) {
+            Some(d @ DataType::Dictionary(k, _)) if **k == DataType::UInt32 => d.clone(),
+            _ => DataType::UInt32,
+        };
+        Ok(vec![DataType::Utf8, id])
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> datafusion::error::Result<ColumnarValue> {
+        let [kind, ids] = args.args.as_slice() else {
+            return Err(datafusion::error::DataFusionError::Plan("dict_canon(kind, id) takes 2 arguments".into()));
+        };
+        let kind = scalar_str(kind, "dict_canon's kind")?;
+        let names = self.names.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let canon = names.canon_of(&kind).ok_or_else(|| {
+            datafusion::error::DataFusionError::Plan(format!("dict_canon: unknown dictionary {kind:?}"))
+        })?;
+        let arr = ids.to_array(args.number_rows)?;
+        let ids = match arr.as_dictionary_opt::<UInt32Type>() {
+            Some(d) => d.keys().clone(),
+            None => ids_of(ids, args.number_rows)?,
+        };
+        let canon_of = |i: u32| canon.get(i as usize).copied().filter(|&c| c != 0);
+        let out: UInt32Array = if ids.null_count() == 0 {
+            ids.values().iter().map(|&i| canon_of(i)).collect()
+        } else {
+            ids.iter().map(|o| o.and_then(canon_of)).collect()
+        };
+        Ok(ColumnarValue::Array(Arc::new(out)))
     }
 }
 
@@ -286,15 +372,22 @@ impl QueryEngine {
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         ctx.register_object_store(storage.url().as_ref(), storage.store().clone());
         let names: Shared = Arc::new(RwLock::new(Arc::new(TagNames::empty())));
-        ctx.register_udf(ScalarUDF::new_from_impl(DictGet {
+        let get = Arc::new(ScalarUDF::new_from_impl(DictGet {
             sig: Signature::user_defined(Volatility::Stable),
             names: names.clone(),
         }));
+        ctx.register_udf(get.as_ref().clone());
         ctx.register_udf(ScalarUDF::new_from_impl(LabelValue {
             sig: Signature::user_defined(Volatility::Stable),
             names: names.clone(),
         }));
+        let canon = Arc::new(ScalarUDF::new_from_impl(DictCanon {
+            sig: Signature::user_defined(Volatility::Stable),
+            names: names.clone(),
+        }));
+        ctx.register_udf(canon.as_ref().clone());
         ctx.add_optimizer_rule(Arc::new(crate::name_filter::NameFilterToIds { names: names.clone() }));
+        ctx.add_optimizer_rule(Arc::new(crate::name_group::GroupByNameAsIds { canon, get }));
         let engine = QueryEngine { storage, ctx, names };
         for t in Table::ALL {
             engine.register_table(t)?;

@@ -207,6 +207,93 @@ fn name_views_with_tag_dictionaries() {
     );
 }
 
+/// `GROUP BY` a name column runs on canonical ids (name_group.rs) and gives the groups the names
+/// give: ids sharing a name merge, 0 and ids unknown to the dictionary are one null group, the
+/// output columns keep their names and types.
+#[test]
+fn group_by_name_runs_on_ids_with_the_groups_of_names() {
+    use deepflow_store::arrow::datatypes::DataType;
+    use deepflow_tagging::{DictionarySet, ResourceKind, UniversalTags};
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::local(dir.path()).unwrap();
+    let mut d = DictionarySet::new();
+    // two pods named `web` in different namespaces, ids 1 and 3
+    let web_a = d.intern(ResourceKind::Pod, "ns-a/web", "web").unwrap();
+    let db = d.intern(ResourceKind::Pod, "ns-a/db", "db").unwrap();
+    let web_b = d.intern(ResourceKind::Pod, "ns-b/web", "web").unwrap();
+    let svc = d.intern(ResourceKind::Service, "ns-a/front", "front").unwrap();
+    d.commit();
+    storage.put_atomic(deepflow_store::query::DICT_FILE, d.encode().into()).unwrap();
+    let mut w = StoreWriter::open(storage.clone(), WriterOptions::default()).unwrap();
+    // server pod of row i: web_a, db, web_b, 0 (unknown), 99 (not in the dictionary)
+    let pods = [web_a, db, web_b, 0, 99];
+    for (i, row) in l7_rows(500, 1).into_iter().enumerate() {
+        let pod_id = pods[i % pods.len()];
+        let tags_1 = UniversalTags { pod_id, service_id: if i % 2 == 0 { svc } else { 0 }, ..Default::default() };
+        let tags_0 = UniversalTags { pod_id: pods[(i / 5) % pods.len()], ..Default::default() };
+        w.append_tagged(TaggedRow { row, tags_0, tags_1 }).unwrap();
+    }
+    w.close().unwrap();
+    let engine = QueryEngine::open(storage).unwrap();
+    let csv = |sql: &str| {
+        let mut out = Vec::new();
+        deepflow_store::format::write_batches(&engine.query(sql).unwrap(), OutputFormat::Csv, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    };
+    let plan = csv("EXPLAIN SELECT pod_1, count(*) FROM l7_flow_log GROUP BY pod_1");
+    assert!(plan.contains("dict_canon"), "{plan}");
+    // the same query grouped by the name as a string (a form the rule leaves alone)
+    let by_ids = csv("SELECT pod_1, count(*) AS n FROM l7_flow_log GROUP BY pod_1 ORDER BY pod_1 NULLS LAST");
+    let by_names = csv("SELECT CAST(pod_1 AS VARCHAR) AS pod_1, count(*) AS n FROM l7_flow_log \
+         GROUP BY CAST(pod_1 AS VARCHAR) ORDER BY 1 NULLS LAST");
+    assert!(
+        !csv("EXPLAIN SELECT CAST(pod_1 AS VARCHAR), count(*) FROM l7_flow_log GROUP BY CAST(pod_1 AS VARCHAR)")
+            .contains("dict_canon")
+    );
+    assert_eq!(by_ids, "pod_1,n\ndb,100\nweb,200\n,200\n");
+    assert_eq!(by_ids, by_names);
+    // the output column keeps its type
+    let b = engine.query("SELECT pod_1, count(*) FROM l7_flow_log GROUP BY pod_1").unwrap();
+    assert!(matches!(b[0].schema().field(0).data_type(), DataType::Dictionary(..)), "{:?}", b[0].schema());
+    assert_eq!(b[0].schema().field(0).name(), "pod_1");
+    // several keys, one of them not a name; HAVING and ORDER BY on the name; DISTINCT on a name
+    let multi = "SELECT pod_1, service_1, server_port, count(*) AS n, count(DISTINCT pod_0) AS clients \
+                 FROM l7_flow_log GROUP BY pod_1, service_1, server_port HAVING pod_1 = 'web' OR service_1 IS NULL \
+                 ORDER BY pod_1 NULLS FIRST, service_1 NULLS FIRST, server_port";
+    let multi_names = multi
+        .replace(
+            "SELECT pod_1, service_1",
+            "SELECT CAST(pod_1 AS VARCHAR) AS pod_1, CAST(service_1 AS VARCHAR) AS service_1",
+        )
+        .replace("count(DISTINCT pod_0)", "count(DISTINCT CAST(pod_0 AS VARCHAR))")
+        .replace("GROUP BY pod_1, service_1,", "GROUP BY CAST(pod_1 AS VARCHAR), CAST(service_1 AS VARCHAR),")
+        .replace(
+            "HAVING pod_1 = 'web' OR service_1",
+            "HAVING CAST(pod_1 AS VARCHAR) = 'web' OR CAST(service_1 AS VARCHAR)",
+        );
+    assert!(csv(&format!("EXPLAIN {multi}")).contains("dict_canon"));
+    assert_eq!(csv(multi), csv(&multi_names));
+    assert_eq!(csv("SELECT DISTINCT pod_1 FROM l7_flow_log ORDER BY 1 NULLS LAST"), "pod_1\ndb\nweb\n\"\"\n");
+    // the function written in the query, and with a cast on top
+    assert_eq!(
+        csv(
+            "SELECT dict_get('pod', pod_id_1) AS p, count(*) AS n FROM l7_flow_log_ids GROUP BY 1 ORDER BY 1 NULLS LAST"
+        ),
+        "p,n\ndb,100\nweb,200\n,200\n"
+    );
+    assert_eq!(
+        csv(
+            "SELECT CAST(dict_get('pod', pod_id_1) AS VARCHAR) AS p, count(*) AS n FROM l7_flow_log_ids GROUP BY 1 ORDER BY 1 NULLS LAST"
+        ),
+        "p,n\ndb,100\nweb,200\n,200\n"
+    );
+    // ROLLUP is left alone and still right
+    assert_eq!(
+        csv("SELECT pod_1, count(*) AS n FROM l7_flow_log GROUP BY ROLLUP(pod_1) ORDER BY n, pod_1 NULLS LAST"),
+        "pod_1,n\ndb,100\nweb,200\n,200\n,500\n"
+    );
+}
+
 /// `log` and `profile` carry one suffix-less set of tag ids (the emitting resource) named by
 /// their views; files written before those columns existed still read, with null ids and names.
 #[test]

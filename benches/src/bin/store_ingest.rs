@@ -6,7 +6,10 @@
 //! `cargo build --release --workspace --examples --bin store_ingest && $CARGO_TARGET_DIR/release/store_ingest 1000000 [DIR] [all|batch|encode|writer]`
 //! (best of 3 for batch and encode, best of 2 for the writer; DIR defaults to a temp dir and is
 //! removed afterwards). Mode `props` encodes the batch with Parquet writer-property variants;
-//! mode `query` times a filter by service name (run as an id filter) against the same filter by name.
+//! mode `query` times a filter by service name (run as an id filter) against the same filter by name;
+//! mode `red` times a 1-hour RED aggregation by service name through the name views against
+//! DuckDB on a copy of the files with every tag name pre-joined (Python `duckdb` from
+//! `/opt/deepflow-venv`, as in the `store` bench), and the same aggregation grouped by id.
 
 use std::time::{Duration, Instant};
 
@@ -130,6 +133,9 @@ fn main() {
     if mode == "query" {
         name_filter_query(rows, &base);
     }
+    if mode == "red" {
+        red_query(rows, &base);
+    }
     if temp {
         let _ = std::fs::remove_dir_all(&base);
     }
@@ -166,6 +172,81 @@ fn name_filter_query(rows: Vec<TaggedRow<L7FlowLog>>, base: &std::path::Path) {
     assert_eq!(n1, n2, "the rewritten filter must count the same rows");
     println!("name filter {by_id}: {n1} rows in {w1:.2?} wall, {c1:.2?} CPU (runs as service_id_1 = 6)");
     println!("same filter by name per row ({by_name}): {n2} rows in {w2:.2?} wall, {c2:.2?} CPU");
+}
+
+/// Mode `red`: the RED query of the `store` bench (one hour, by service name) through the name
+/// views, best of 5, against DuckDB on the same rows with the tag names pre-joined as strings
+/// (best of 5 inside Python), and against the same query grouped by the id column.
+fn red_query(rows: Vec<TaggedRow<L7FlowLog>>, base: &std::path::Path) {
+    use deepflow_benches::store_gen::dictionaries;
+    use deepflow_store::QueryEngine;
+    let dir = base.join("red");
+    let _ = std::fs::remove_dir_all(&dir);
+    let storage = Storage::local(&dir).expect("storage");
+    let mut w = StoreWriter::open(storage.clone(), WriterOptions::default()).expect("writer");
+    for r in rows {
+        w.append_tagged(r).expect("append");
+    }
+    w.close().expect("close");
+    storage.put_atomic(deepflow_store::query::DICT_FILE, dictionaries().encode().into()).expect("dictionaries");
+    let engine = QueryEngine::open(storage).expect("engine");
+    let red = |group: &str| {
+        format!(
+            "SELECT {group}, count(*) AS requests, \
+             sum(CASE WHEN response_status = 'server_error' THEN 1 ELSE 0 END) AS errors, avg(rrt) AS rrt_avg \
+             FROM l7_flow_log WHERE date = '2024-05-01' AND hour = '10' GROUP BY {group}"
+        )
+    };
+    let groups = |b: &[RecordBatch]| b.iter().map(RecordBatch::num_rows).sum::<usize>();
+    let (w1, c1, g1) = best(5, || groups(&engine.query(&red("service_1")).expect("red by name")));
+    let (w2, c2, g2) = best(5, || groups(&engine.query(&red("service_id_1")).expect("red by id")));
+    println!("RED by service name (name view): {g1} groups in {w1:.2?} wall, {c1:.2?} CPU");
+    println!("RED by service_id_1 (no names): {g2} groups in {w2:.2?} wall, {c2:.2?} CPU");
+    // the same rows with every tag name as a string column, for DuckDB
+    let names_dir = dir.join("names");
+    std::fs::create_dir_all(&names_dir).expect("mkdir");
+    let mut cols: Vec<String> = L7FlowLog::schema()
+        .fields()
+        .iter()
+        .filter(|f| !f.name().contains("_id_"))
+        .map(|f| format!("\"{}\"", f.name()))
+        .collect();
+    for side in 0..2 {
+        for k in deepflow_tagging::TAG_COLUMNS {
+            let c = deepflow_store::query::name_column(&format!("{k}_{side}"));
+            cols.push(format!("CAST({c} AS VARCHAR) AS {c}"));
+        }
+    }
+    cols.extend(["date".to_string(), "hour".to_string()]);
+    let copy = format!(
+        "COPY (SELECT {} FROM l7_flow_log) TO '{}' STORED AS PARQUET PARTITIONED BY (date, hour) \
+         OPTIONS ('format.compression' 'zstd(1)')",
+        cols.join(", "),
+        names_dir.display()
+    );
+    engine.query(&copy).expect("copy names");
+    let py = "/opt/deepflow-venv/bin/python";
+    let script = format!(
+        "import duckdb, time\ncon = duckdb.connect()\nq = \"\"\"SELECT service_1, count(*) AS requests, \
+         sum(CASE WHEN response_status = 'server_error' THEN 1 ELSE 0 END) AS errors, avg(rrt) AS rrt_avg \
+         FROM read_parquet('{}/**/*.parquet', hive_partitioning=true) WHERE date = '2024-05-01' AND hour = 10 \
+         GROUP BY service_1\"\"\"\nbest = 1e9\nfor _ in range(5):\n    t = time.perf_counter(); r = con.execute(q).fetchall(); best = min(best, time.perf_counter() - t)\nprint(best * 1000, len(r))\n",
+        names_dir.display()
+    );
+    match std::process::Command::new(py).args(["-c", &script]).output() {
+        Ok(o) if o.status.success() => {
+            let s = String::from_utf8_lossy(&o.stdout);
+            let mut it = s.split_whitespace();
+            let ms: f64 = it.next().and_then(|v| v.parse().ok()).unwrap_or(f64::NAN);
+            println!(
+                "DuckDB, names pre-joined: {} groups in {ms:.1} ms wall; DataFusion/DuckDB time ratio {:.2}",
+                it.next().unwrap_or("?"),
+                w1.as_secs_f64() * 1e3 / ms
+            );
+        }
+        Ok(o) => println!("duckdb failed: {}", String::from_utf8_lossy(&o.stderr)),
+        Err(e) => println!("duckdb not run ({py}): {e}"),
+    }
 }
 
 /// Encodes `batch` with variants of the writer properties: speed and size of each.
