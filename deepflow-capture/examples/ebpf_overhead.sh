@@ -5,7 +5,9 @@
 # Alternates runs without and with the tracer (same server processes), ROUNDS times (default 3):
 #   - redis-benchmark -t set,get -n 100000 -c 20 against redis-server (plain TCP, small messages);
 #   - wrk -t1 -c20 -d5s against nginx returning a small body (HTTP/1.1 keep-alive);
-#   - wrk over HTTPS against nginx with ssl (the OpenSSL uprobes fire on every SSL_read/SSL_write).
+#   - wrk over HTTPS against nginx with ssl (the OpenSSL uprobes fire on every SSL_read/SSL_write);
+#   - a syscall microbenchmark (built with cc when present): ns per getpid() (a syscall the
+#     tracer does not trace) and per write()+read() pair of 64 bytes on a TCP loopback socket.
 # Prints one line per run (requests/s) and the tracer's final counters (events, lost).
 set -u
 cd "$(dirname "$0")/../.."
@@ -35,6 +37,41 @@ http { access_log off; client_body_temp_path $work/cb; proxy_temp_path $work/px;
 EOF
 nginx -c "$work/nginx.conf" -p "$work" 2>/dev/null &
 nginx=$!
+cat > "$work/sysbench.c" <<'EOF'
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec * 1e9 + t.tv_nsec; }
+int main(int argc, char **argv) {
+	long n = argc > 1 ? atol(argv[1]) : 300000;
+	double t0 = now();
+	for (long i = 0; i < n; i++) syscall(SYS_getpid);
+	double t1 = now();
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t al = sizeof(a);
+	int l = socket(AF_INET, SOCK_STREAM, 0), c = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+	if (bind(l, (void *)&a, sizeof(a)) || listen(l, 1) || getsockname(l, (void *)&a, &al) ||
+	    connect(c, (void *)&a, sizeof(a))) return 1;
+	int s = accept(l, 0, 0);
+	setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	char buf[64]; memset(buf, 'x', sizeof(buf));
+	double t2 = now();
+	for (long i = 0; i < n; i++) {
+		if (write(c, buf, sizeof(buf)) != sizeof(buf)) return 1;
+		for (long got = 0; got < (long)sizeof(buf);) { long r = read(s, buf, sizeof(buf) - got); if (r <= 0) return 1; got += r; }
+	}
+	printf("getpid=%.0fns write+read=%.0fns ", (t1 - t0) / n, (now() - t2) / n);
+	return 0;
+}
+EOF
+cc -O2 -o "$work/sysbench" "$work/sysbench.c" 2>/dev/null || echo "ebpf_overhead: no cc, no syscall microbenchmark" >&2
 cleanup() { kill -QUIT $nginx 2>/dev/null; kill $redis 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 sleep 1
@@ -42,7 +79,8 @@ sleep 1
 redis_run() { redis-benchmark -p $RPORT -q -t set,get -n 100000 -c 20 --csv 2>/dev/null \
   | awk -F, '/"(SET|GET)"/{gsub(/"/,"");printf "redis %s=%s ", $1, $2}'; }
 wrk_run() { wrk -t1 -c20 -d5s "$1" 2>/dev/null | awk -v n="$2" '/Requests\/sec/ {printf "%s=%s ", n, $2}'; }
-all() { redis_run; wrk_run "http://127.0.0.1:$HPORT/" http; wrk_run "https://127.0.0.1:$SPORT/" https; echo; }
+sys_run() { [ -x "$work/sysbench" ] && "$work/sysbench" 300000; }
+all() { redis_run; wrk_run "http://127.0.0.1:$HPORT/" http; wrk_run "https://127.0.0.1:$SPORT/" https; sys_run; echo; }
 
 for i in $(seq "$rounds"); do
   echo -n "off: "; all
