@@ -180,13 +180,19 @@ fn red_query(rows: Vec<TaggedRow<L7FlowLog>>, base: &std::path::Path) {
     use deepflow_benches::store_gen::dictionaries;
     use deepflow_store::QueryEngine;
     let dir = base.join("red");
-    let _ = std::fs::remove_dir_all(&dir);
-    let storage = Storage::local(&dir).expect("storage");
-    let mut w = StoreWriter::open(storage.clone(), WriterOptions::default()).expect("writer");
-    for r in rows {
-        w.append_tagged(r).expect("append");
+    // STORE_INGEST_REUSE=1: query what an earlier `red` run left in DIR (same N) instead of writing
+    let reuse = std::env::var_os("STORE_INGEST_REUSE").is_some() && dir.join("table=l7_flow_log").exists();
+    if !reuse {
+        let _ = std::fs::remove_dir_all(&dir);
     }
-    w.close().expect("close");
+    let storage = Storage::local(&dir).expect("storage");
+    if !reuse {
+        let mut w = StoreWriter::open(storage.clone(), WriterOptions::default()).expect("writer");
+        for r in rows {
+            w.append_tagged(r).expect("append");
+        }
+        w.close().expect("close");
+    }
     storage.put_atomic(deepflow_store::query::DICT_FILE, dictionaries().encode().into()).expect("dictionaries");
     let engine = QueryEngine::open(storage).expect("engine");
     let red = |group: &str| {
@@ -214,9 +220,18 @@ fn red_query(rows: Vec<TaggedRow<L7FlowLog>>, base: &std::path::Path) {
     });
     println!("RED by service name without the group-by-name rule: {g0} groups in {w0:.2?} wall, {c0:.2?} CPU");
     println!("RED by service name (name view): {g1} groups in {w1:.2?} wall, {c1:.2?} CPU");
+    if std::env::var_os("STORE_INGEST_EXPLAIN").is_some() {
+        let plan = engine.query(&format!("EXPLAIN ANALYZE {}", red("service_1"))).expect("explain");
+        let mut out = Vec::new();
+        deepflow_store::format::write_batches(&plan, deepflow_store::OutputFormat::Csv, &mut out).expect("csv");
+        println!("{}", String::from_utf8_lossy(&out));
+    }
     println!("RED by service_id_1 (no names): {g2} groups in {w2:.2?} wall, {c2:.2?} CPU");
     // the same rows with every tag name as a string column, for DuckDB
     let names_dir = dir.join("names");
+    if !reuse {
+        let _ = std::fs::remove_dir_all(&names_dir);
+    }
     std::fs::create_dir_all(&names_dir).expect("mkdir");
     let mut cols: Vec<String> = L7FlowLog::schema()
         .fields()
@@ -237,7 +252,9 @@ fn red_query(rows: Vec<TaggedRow<L7FlowLog>>, base: &std::path::Path) {
         cols.join(", "),
         names_dir.display()
     );
-    engine.query(&copy).expect("copy names");
+    if !reuse {
+        engine.query(&copy).expect("copy names");
+    }
     let py = "/opt/deepflow-venv/bin/python";
     let script = format!(
         "import duckdb, time\ncon = duckdb.connect()\nq = \"\"\"SELECT service_1, count(*) AS requests, \
