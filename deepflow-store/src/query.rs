@@ -33,6 +33,7 @@ use std::sync::{Arc, RwLock};
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, DictionaryArray, RecordBatch, StringArray, StringBuilder, UInt32Array,
 };
+use datafusion::arrow::buffer::{BooleanBuffer, NullBuffer};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, UInt32Type};
 use datafusion::common::ScalarValue;
 use datafusion::datasource::MemTable;
@@ -200,8 +201,18 @@ impl ScalarUDFImpl for DictGet {
         let values = names.kind_names(&kind)?.clone();
         let len = values.len() as u32;
         let ids = ids_of(ids, args.number_rows)?;
-        // ids are the dictionary keys: 0 (unknown) and ids newer than the loaded dictionary -> null
-        let keys: UInt32Array = ids.iter().map(|o| o.filter(|&i| i != 0 && i < len)).collect();
+        // ids are the dictionary keys: 0 (unknown) and ids newer than the loaded dictionary -> null;
+        // when every id is known (the common case) the id array is the key array as it is
+        let known = |i: u32| i != 0 && i < len;
+        let keys = if ids.null_count() == 0 && ids.values().iter().all(|&i| known(i)) {
+            ids
+        } else {
+            // the same values, with the unknown ones masked as null (no per-row builder)
+            let v = ids.values();
+            let valid = BooleanBuffer::collect_bool(v.len(), |j| v.get(j).is_some_and(|&i| known(i)));
+            let nulls = NullBuffer::union(ids.nulls(), Some(&NullBuffer::new(valid)));
+            UInt32Array::new(v.clone(), nulls)
+        };
         let arr = DictionaryArray::<UInt32Type>::try_new(keys, values as ArrayRef)?;
         Ok(ColumnarValue::Array(Arc::new(arr)))
     }
@@ -260,12 +271,11 @@ impl ScalarUDFImpl for DictCanon {
             Some(d) => d.keys().clone(),
             None => ids_of(ids, args.number_rows)?,
         };
-        let canon_of = |i: u32| canon.get(i as usize).copied().filter(|&c| c != 0);
-        let out: UInt32Array = if ids.null_count() == 0 {
-            ids.values().iter().map(|&i| canon_of(i)).collect()
-        } else {
-            ids.iter().map(|o| o.and_then(canon_of)).collect()
-        };
+        // canonical ids, 0 for id 0 and unknown ids, which become nulls
+        let values: Vec<u32> = ids.values().iter().map(|&i| canon.get(i as usize).copied().unwrap_or(0)).collect();
+        let known = BooleanBuffer::collect_bool(values.len(), |j| values.get(j).is_some_and(|&c| c != 0));
+        let nulls = NullBuffer::union(ids.nulls(), Some(&NullBuffer::new(known)));
+        let out = UInt32Array::new(values.into(), nulls);
         Ok(ColumnarValue::Array(Arc::new(out)))
     }
 }
