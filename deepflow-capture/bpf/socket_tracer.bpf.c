@@ -1,20 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0-only OR Apache-2.0
 /*
- * Socket tracer: the two raw syscall tracepoints raw_syscalls:sys_enter / sys_exit, attached as
- * tp_btf programs (BTF-typed raw tracepoints, 5.5+; no kprobes), CO-RE reads of the task's fd
- * table.
+ * Socket tracer: syscall tracepoints only (no kprobes), CO-RE reads of the task's fd table.
  *
- * One program on each raw tracepoint runs for every syscall of every process and dispatches on
- * the syscall number, while each program on a per-syscall tracepoint (syscalls:sys_enter_read,
- * ...) ran only for its syscall but after the kernel built a perf record for it: measured,
- * ~240-400 ns less per traced syscall, ~60 ns more per untraced one (BENCHMARKS.md).
- *
- * sys_enter only stamps the entry time and the syscall in the thread's slot (df_threads, keyed
- * by pid_tgid, written in place: no insert/delete pair per syscall) for the traced syscalls
- * (close does its work there, while the fd still points to the socket). sys_exit takes the
- * pending syscall back, reads the arguments from the saved user registers (x86_64: still the
- * original ones at syscall exit), resolves fd -> struct file -> struct socket -> struct sock
- * through task->files->fdt->fd[fd], keeps only AF_INET/AF_INET6 TCP/UDP sockets, copies the first
+ * sys_enter_* saves the arguments in the thread's slot (df_threads, keyed by pid_tgid, written
+ * in place: no insert/delete pair per syscall); sys_exit_* takes them back, resolves fd -> struct file -> struct socket -> struct sock through
+ * task->files->fdt->fd[fd], keeps only AF_INET/AF_INET6 TCP/UDP sockets, copies the first
  * df_cfg_max_data bytes of the payload from user memory, and writes one record to the ring
  * buffer. A full ring buffer drops the record and counts it: the traced thread never waits.
  */
@@ -97,13 +87,11 @@ struct {
  * tracepoint instead of an insert at enter plus a lookup and a delete at exit (and separate
  * maps for the trace id and the SSL call). */
 struct df_thread {
-	__u64 enter_ts; /* entry time of the pending syscall */
+	struct df_args args; /* args.syscall == 0: no syscall pending */
 	__u64 trace_id;
-	__u16 syscall; /* the pending syscall (DF_SYS_*), 0: none */
 	__u8 last_dir; /* 0xff: none yet */
 	__u8 ssl_active; /* an SSL_read/SSL_write call is in progress (ssl_* below) */
 	__u16 ssl_syscall;
-	__u16 _pad;
 	__s32 ssl_fd; /* set by the nested read/write syscall, -1 until then */
 	__u64 ssl_enter_ts;
 	__u64 ssl;
@@ -173,54 +161,22 @@ struct df_msghdr {
 	__u32 _pad2;
 };
 
-/* Arguments of the raw_syscalls tracepoints: sys_enter (struct pt_regs *regs, long id),
- * sys_exit (struct pt_regs *regs, long ret). */
-struct df_raw_args {
-	__u64 args[2];
+struct df_sys_enter {
+	__u64 common;
+	__s32 nr;
+	__s32 _pad;
+	__u64 args[6];
 };
 
-/* x86_64 syscall numbers (regs->orig_ax) */
-#define NR_READ 0
-#define NR_WRITE 1
-#define NR_CLOSE 3
-#define NR_READV 19
-#define NR_WRITEV 20
-#define NR_CONNECT 42
-#define NR_ACCEPT 43
-#define NR_SENDTO 44
-#define NR_RECVFROM 45
-#define NR_SENDMSG 46
-#define NR_RECVMSG 47
-#define NR_ACCEPT4 288
-#define NR_RECVMMSG 299
-#define NR_SENDMMSG 307
-/* regs->cs of 32-bit code: its syscalls have other numbers (and arguments in other registers);
- * the per-syscall tracepoints skip them too. (int $0x80 from 64-bit code is not told apart.) */
-#define DF_USER32_CS 0x23
-
-/* What the programs use of the syscall's saved user registers: arguments 0-2 (di, si, dx; at
- * syscall exit they still hold the original arguments), the syscall number and the code
- * segment. */
-struct df_regs {
-	__u64 di, si, dx, orig_ax, cs;
+struct df_sys_exit {
+	__u64 common;
+	__s32 nr;
+	__s32 _pad;
+	__s64 ret;
 };
 
-/* `regs` is a typed (BTF) pointer in tp_btf programs: plain loads checked by the verifier
- * against the kernel's struct pt_regs, no helper call (the x86_64 layout of vmlinux_min.h is
- * fixed: the entry code and ptrace depend on it). */
-static __always_inline int read_regs(struct pt_regs *regs, struct df_regs *r)
-{
-	r->di = regs->di;
-	r->si = regs->si;
-	r->dx = regs->dx;
-	r->orig_ax = regs->orig_ax;
-	r->cs = regs->cs;
-	return 0;
-}
-
-/* Per-CPU counters (and df_unwoken, df_scratch) are updated without atomics: the tracer's
- * programs run on the syscall and uprobe paths of the traced thread, not from interrupts, so
- * two of them never interleave on one CPU. */
+/* Per-CPU counters (and df_unwoken, df_scratch) are updated without atomics: a tracing
+ * program never runs while another one is running on the same CPU (bpf_prog_active). */
 static __always_inline struct df_socket_stats *stats(void)
 {
 	__u32 zero = 0;
@@ -267,29 +223,40 @@ static __always_inline void note_ssl_fd(struct df_thread *t, __u32 fd)
 	bpf_map_update_elem(&df_ssl_fds, &t->ssl, &v, BPF_ANY);
 }
 
-/* The pending syscall `sys` of the thread, taken (the slot is marked free): its entry time
- * and its arguments from the saved registers. */
-static __always_inline struct df_thread *take_args(__u64 id, __u16 sys, struct df_regs *r,
-						   struct df_args *out)
+static __always_inline int save_args(struct df_sys_enter *ctx, __u16 sys, __u64 buf, __u64 count)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	if (!wanted(id))
+		return 0;
+	struct df_thread *t = thread_slot(id);
+	if (!t)
+		return 0;
+	if (sys != DF_SYS_CONNECT && sys != DF_SYS_ACCEPT && sys != DF_SYS_ACCEPT4)
+		note_ssl_fd(t, (__u32)ctx->args[0]);
+	t->args.enter_ts = bpf_ktime_get_ns();
+	t->args.fd = (__u32)ctx->args[0];
+	t->args.buf = buf;
+	t->args.count = count;
+	t->args.syscall = sys;
+	return 0;
+}
+
+/* The pending syscall `sys` of the thread, taken (the slot is marked free). */
+static __always_inline struct df_thread *take_args(__u64 id, __u16 sys, struct df_args *out)
 {
 	struct df_thread *t = bpf_map_lookup_elem(&df_threads, &id);
 	if (!t)
 		return 0;
-	if (t->syscall != sys) {
-		if (t->syscall == 0) {
+	if (t->args.syscall != sys) {
+		if (t->args.syscall == 0) {
 			struct df_socket_stats *st = stats();
 			if (st)
 				st->enter_missing += 1;
 		}
 		return 0;
 	}
-	t->syscall = 0;
-	out->enter_ts = t->enter_ts;
-	out->fd = (__u32)r->di;
-	out->buf = r->si;
-	out->count = r->dx;
-	out->syscall = sys;
-	out->_pad = 0;
+	*out = t->args;
+	t->args.syscall = 0;
 	return t;
 }
 
@@ -309,50 +276,23 @@ static __always_inline struct sock *fd_to_sock(__u32 fd, struct df_sock_tuple *t
 			st->fd_lookup_failed += 1;
 		return 0;
 	}
-	/* Two neighbouring pointer-sized fields in one read where the running kernel's layout
-	 * (CO-RE offsets, constants once loaded) has them side by side: fdtable.max_fds and .fd
-	 * (every kernel), file.private_data and .f_inode (6.12+). */
-	unsigned int max;
-	struct file **fds;
-	__u32 o_max = bpf_core_field_offset(struct fdtable, max_fds);
-	__u32 o_fd = bpf_core_field_offset(struct fdtable, fd);
-	if (o_max == 0 && o_fd == 8) {
-		__u64 two[2] = {};
-		if (bpf_probe_read_kernel(two, sizeof(two), fdt))
-			return 0;
-		max = (unsigned int)two[0];
-		fds = (struct file **)two[1];
-	} else {
-		max = BPF_CORE_READ(fdt, max_fds);
-		fds = BPF_CORE_READ(fdt, fd);
-	}
+	unsigned int max = BPF_CORE_READ(fdt, max_fds);
 	if (fd >= max)
 		return 0;
+	struct file **fds = BPF_CORE_READ(fdt, fd);
 	struct file *f = 0;
 	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f) {
 		if (st)
 			st->fd_lookup_failed += 1;
 		return 0;
 	}
-	struct socket *sock;
-	struct inode *inode;
-	__u32 o_pd = bpf_core_field_offset(struct file, private_data);
-	__u32 o_in = bpf_core_field_offset(struct file, f_inode);
-	if (o_in == o_pd + 8) {
-		__u64 two[2] = {};
-		bpf_probe_read_kernel(two, sizeof(two), (void *)f + o_pd);
-		sock = (struct socket *)two[0];
-		inode = (struct inode *)two[1];
-	} else {
-		sock = BPF_CORE_READ(f, private_data);
-		inode = BPF_CORE_READ(f, f_inode);
-	}
-	umode_t mode = BPF_CORE_READ(inode, i_mode);
+	umode_t mode = BPF_CORE_READ(f, f_inode, i_mode);
 	if ((mode & S_IFMT) != S_IFSOCK) {
 		if (st)
 			st->not_socket += 1;
 		return 0;
 	}
+	struct socket *sock = BPF_CORE_READ(f, private_data);
 	if (!sock)
 		return 0;
 	struct sock *sk = BPF_CORE_READ(sock, sk);
@@ -525,16 +465,12 @@ static __always_inline void set_role(__u64 key, __u8 role)
 }
 
 /* Data syscalls: `vec` 0 = plain buffer, 1 = iovec array, 2 = msghdr, 3 = mmsghdr (first). */
-static __always_inline int data_exit(void *ctx, struct df_regs *r, __s64 ret, __u16 sys, __u8 dir,
-				     int vec)
+static __always_inline int data_exit(void *ctx, __s64 ret, __u16 sys, __u8 dir, int vec)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct df_args args;
-	struct df_thread *t = take_args(id, sys, r, &args);
-	if (!t)
-		return 0;
-	note_ssl_fd(t, args.fd);
-	if (ret <= 0)
+	struct df_thread *t = take_args(id, sys, &args);
+	if (!t || ret <= 0)
 		return 0;
 	struct df_event_buf *e = scratch();
 	if (!e)
@@ -605,12 +541,50 @@ out:
 	return 0;
 }
 
+#define ENTER(name, sys, bufarg, cntarg)                                                        \
+	SEC("tracepoint/syscalls/sys_enter_" #name)                                              \
+	int df_enter_##name(struct df_sys_enter *ctx)                                            \
+	{                                                                                        \
+		return save_args(ctx, sys, ctx->args[bufarg], ctx->args[cntarg]);                \
+	}
+#define EXIT(name, sys, dir, vec)                                                               \
+	SEC("tracepoint/syscalls/sys_exit_" #name)                                               \
+	int df_exit_##name(struct df_sys_exit *ctx)                                              \
+	{                                                                                        \
+		return data_exit(ctx, ctx->ret, sys, dir, vec);                                  \
+	}
+
+ENTER(read, DF_SYS_READ, 1, 2)
+EXIT(read, DF_SYS_READ, DF_DIR_INGRESS, 0)
+ENTER(write, DF_SYS_WRITE, 1, 2)
+EXIT(write, DF_SYS_WRITE, DF_DIR_EGRESS, 0)
+ENTER(readv, DF_SYS_READV, 1, 2)
+EXIT(readv, DF_SYS_READV, DF_DIR_INGRESS, 1)
+ENTER(writev, DF_SYS_WRITEV, 1, 2)
+EXIT(writev, DF_SYS_WRITEV, DF_DIR_EGRESS, 1)
+ENTER(sendto, DF_SYS_SENDTO, 1, 2)
+EXIT(sendto, DF_SYS_SENDTO, DF_DIR_EGRESS, 0)
+ENTER(recvfrom, DF_SYS_RECVFROM, 1, 2)
+EXIT(recvfrom, DF_SYS_RECVFROM, DF_DIR_INGRESS, 0)
+ENTER(sendmsg, DF_SYS_SENDMSG, 1, 2)
+EXIT(sendmsg, DF_SYS_SENDMSG, DF_DIR_EGRESS, 2)
+ENTER(recvmsg, DF_SYS_RECVMSG, 1, 2)
+EXIT(recvmsg, DF_SYS_RECVMSG, DF_DIR_INGRESS, 2)
+ENTER(sendmmsg, DF_SYS_SENDMMSG, 1, 2)
+EXIT(sendmmsg, DF_SYS_SENDMMSG, DF_DIR_EGRESS, 3)
+ENTER(recvmmsg, DF_SYS_RECVMMSG, 1, 2)
+EXIT(recvmmsg, DF_SYS_RECVMMSG, DF_DIR_INGRESS, 3)
+
 /* connect/accept/close: role and lifecycle records (no payload). */
-static __always_inline int conn_exit(void *ctx, struct df_regs *r, __s64 ret, __u16 sys)
+ENTER(connect, DF_SYS_CONNECT, 1, 2)
+ENTER(accept, DF_SYS_ACCEPT, 1, 2)
+ENTER(accept4, DF_SYS_ACCEPT4, 1, 2)
+
+static __always_inline int conn_exit(void *ctx, __s64 ret, __u16 sys)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct df_args args;
-	if (!take_args(id, sys, r, &args))
+	if (!take_args(id, sys, &args))
 		return 0;
 	int accept = sys != DF_SYS_CONNECT;
 	__u32 fd;
@@ -638,16 +612,21 @@ static __always_inline int conn_exit(void *ctx, struct df_regs *r, __s64 ret, __
 	return 0;
 }
 
+SEC("tracepoint/syscalls/sys_exit_connect")
+int df_exit_connect(struct df_sys_exit *ctx) { return conn_exit(ctx, ctx->ret, DF_SYS_CONNECT); }
+SEC("tracepoint/syscalls/sys_exit_accept")
+int df_exit_accept(struct df_sys_exit *ctx) { return conn_exit(ctx, ctx->ret, DF_SYS_ACCEPT); }
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int df_exit_accept4(struct df_sys_exit *ctx) { return conn_exit(ctx, ctx->ret, DF_SYS_ACCEPT4); }
+
 /* close: resolved at entry, while the fd still points to the socket. */
-static __always_inline int close_enter(void *ctx, struct pt_regs *regs)
+SEC("tracepoint/syscalls/sys_enter_close")
+int df_enter_close(struct df_sys_enter *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	if (!wanted(id))
 		return 0;
-	struct df_regs r;
-	if (read_regs(regs, &r) || r.cs == DF_USER32_CS)
-		return 0;
-	__u32 fd = (__u32)r.di;
+	__u32 fd = (__u32)ctx->args[0];
 	struct df_event_buf *e = scratch();
 	if (!e)
 		return 0;
@@ -666,72 +645,6 @@ static __always_inline int close_enter(void *ctx, struct pt_regs *regs)
 	bpf_map_delete_elem(&df_socks, &tls);
 	submit(ctx, e);
 	return 0;
-}
-
-/* Every syscall's entry: the traced ones stamp their entry time in the thread's slot. */
-SEC("tp_btf/sys_enter")
-int df_sys_enter(struct df_raw_args *ctx)
-{
-	__u16 sys;
-	switch (ctx->args[1]) {
-	case NR_READ: sys = DF_SYS_READ; break;
-	case NR_WRITE: sys = DF_SYS_WRITE; break;
-	case NR_READV: sys = DF_SYS_READV; break;
-	case NR_WRITEV: sys = DF_SYS_WRITEV; break;
-	case NR_SENDTO: sys = DF_SYS_SENDTO; break;
-	case NR_RECVFROM: sys = DF_SYS_RECVFROM; break;
-	case NR_SENDMSG: sys = DF_SYS_SENDMSG; break;
-	case NR_RECVMSG: sys = DF_SYS_RECVMSG; break;
-	case NR_SENDMMSG: sys = DF_SYS_SENDMMSG; break;
-	case NR_RECVMMSG: sys = DF_SYS_RECVMMSG; break;
-	case NR_CONNECT: sys = DF_SYS_CONNECT; break;
-	case NR_ACCEPT: sys = DF_SYS_ACCEPT; break;
-	case NR_ACCEPT4: sys = DF_SYS_ACCEPT4; break;
-	case NR_CLOSE: return close_enter(ctx, (struct pt_regs *)ctx->args[0]);
-	default: return 0;
-	}
-	__u64 id = bpf_get_current_pid_tgid();
-	if (!wanted(id))
-		return 0;
-	struct df_thread *t = thread_slot(id);
-	if (!t)
-		return 0;
-	t->enter_ts = bpf_ktime_get_ns();
-	t->syscall = sys;
-	return 0;
-}
-
-/* Every syscall's exit: the traced ones with a pending entry make their record. */
-SEC("tp_btf/sys_exit")
-int df_sys_exit(struct df_raw_args *ctx)
-{
-	struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
-	__u16 sys;
-	__u8 dir = DF_DIR_INGRESS;
-	int vec = 0;
-	switch (regs->orig_ax) {
-	case NR_READ: sys = DF_SYS_READ; break;
-	case NR_WRITE: sys = DF_SYS_WRITE; dir = DF_DIR_EGRESS; break;
-	case NR_READV: sys = DF_SYS_READV; vec = 1; break;
-	case NR_WRITEV: sys = DF_SYS_WRITEV; dir = DF_DIR_EGRESS; vec = 1; break;
-	case NR_SENDTO: sys = DF_SYS_SENDTO; dir = DF_DIR_EGRESS; break;
-	case NR_RECVFROM: sys = DF_SYS_RECVFROM; break;
-	case NR_SENDMSG: sys = DF_SYS_SENDMSG; dir = DF_DIR_EGRESS; vec = 2; break;
-	case NR_RECVMSG: sys = DF_SYS_RECVMSG; vec = 2; break;
-	case NR_SENDMMSG: sys = DF_SYS_SENDMMSG; dir = DF_DIR_EGRESS; vec = 3; break;
-	case NR_RECVMMSG: sys = DF_SYS_RECVMMSG; vec = 3; break;
-	case NR_CONNECT: sys = DF_SYS_CONNECT; vec = -1; break;
-	case NR_ACCEPT: sys = DF_SYS_ACCEPT; vec = -1; break;
-	case NR_ACCEPT4: sys = DF_SYS_ACCEPT4; vec = -1; break;
-	default: return 0;
-	}
-	struct df_regs r;
-	if (read_regs(regs, &r) || r.cs == DF_USER32_CS)
-		return 0;
-	__s64 ret = (__s64)ctx->args[1];
-	if (vec < 0)
-		return conn_exit(ctx, &r, ret, sys);
-	return data_exit(ctx, &r, ret, sys, dir, vec);
 }
 
 /* ---- OpenSSL uprobes: plaintext of SSL_write/SSL_read(_ex), attached to libssl ---- */

@@ -1,6 +1,5 @@
-//! The socket tracer: loads `bpf/socket_tracer.bpf.c`, attaches its two programs to the raw
-//! syscall tracepoints (`raw_syscalls:sys_enter` / `sys_exit`, as BTF-typed `tp_btf` programs:
-//! one program each for every traced syscall) and reads socket events from its ring buffer.
+//! The socket tracer: loads `bpf/socket_tracer.bpf.c`, attaches its syscall tracepoints and
+//! reads socket events from its ring buffer.
 //!
 //! ```no_run
 //! use deepflow_capture::ebpf::socket::{SocketTracer, SocketTracerConfig};
@@ -14,7 +13,7 @@ use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use aya::maps::{MapData, PerCpuArray, RingBuf};
-use aya::programs::BtfTracePoint;
+use aya::programs::TracePoint;
 use aya::{Ebpf, EbpfLoader};
 
 use super::shared::{DF_MAX_DATA, DfSocketEvent, DfSocketStats};
@@ -81,10 +80,22 @@ impl Default for SocketTracerConfig {
     }
 }
 
-/// Raw tracepoints attached (`tp_btf`): (program, tracepoint). The programs dispatch on the
-/// syscall number (read, write, readv, writev, sendto, recvfrom, sendmsg, recvmsg, sendmmsg,
-/// recvmmsg, connect, accept, accept4 and close).
-const RAW_TRACEPOINTS: [(&str, &str); 2] = [("df_sys_enter", "sys_enter"), ("df_sys_exit", "sys_exit")];
+/// Syscalls traced: (tracepoint suffix, needed). A missing optional tracepoint is skipped.
+const TRACED: [(&str, bool); 13] = [
+    ("read", true),
+    ("write", true),
+    ("readv", false),
+    ("writev", false),
+    ("sendto", false),
+    ("recvfrom", false),
+    ("sendmsg", false),
+    ("recvmsg", false),
+    ("sendmmsg", false),
+    ("recvmmsg", false),
+    ("connect", false),
+    ("accept", false),
+    ("accept4", false),
+];
 
 /// A loaded and attached socket tracer. Dropping it detaches every program.
 pub struct SocketTracer {
@@ -96,8 +107,7 @@ pub struct SocketTracer {
 }
 
 impl SocketTracer {
-    /// Loads the tracer, attaches the raw syscall tracepoints (and the OpenSSL uprobes) and
-    /// starts collecting.
+    /// Loads the tracer, attaches the tracepoints and starts collecting.
     pub fn start(cfg: &SocketTracerConfig) -> Result<SocketTracer> {
         super::check_environment()?;
         let obj = object("socket_tracer")?;
@@ -114,18 +124,27 @@ impl SocketTracer {
             .map_err(|e| load_err("socket_tracer.bpf.o", e))?;
         let mut attached = Vec::new();
         let mut skipped = Vec::new();
-        let btf = aya::Btf::from_sys_fs().map_err(|e| load_err("/sys/kernel/btf/vmlinux", e))?;
-        // sys_exit first: no entry is stamped before its exit program is attached.
-        for (prog, tp) in RAW_TRACEPOINTS.iter().rev() {
-            // A program the verifier rejects is a bug: always an error.
-            let p: &mut BtfTracePoint = bpf
-                .program_mut(prog)
-                .ok_or_else(|| load_err(prog, "program not in object"))?
+        let mut points: Vec<(String, String, bool)> = Vec::new();
+        for (sys, needed) in TRACED {
+            points.push((format!("df_enter_{sys}"), format!("sys_enter_{sys}"), needed));
+            points.push((format!("df_exit_{sys}"), format!("sys_exit_{sys}"), needed));
+        }
+        points.push(("df_enter_close".into(), "sys_enter_close".into(), true));
+        for (prog, tp, needed) in points {
+            // A program the verifier rejects is a bug: always an error. A tracepoint this
+            // kernel does not have is skipped when optional.
+            let p: &mut TracePoint = bpf
+                .program_mut(&prog)
+                .ok_or_else(|| load_err(&prog, "program not in object"))?
                 .try_into()
-                .map_err(|e| load_err(prog, e))?;
-            p.load(tp, &btf).map_err(|e| load_err(prog, format!("{e} ({e:?})")))?;
-            p.attach().map_err(|e| attach_err(&format!("raw_syscalls/{tp}"), e))?;
-            attached.push(format!("raw_syscalls/{tp}"));
+                .map_err(|e| load_err(&prog, e))?;
+            p.load().map_err(|e| load_err(&prog, format!("{e} ({e:?})")))?;
+            let res = p.attach("syscalls", &tp).map(|_| ()).map_err(|e| attach_err(&format!("syscalls/{tp}"), e));
+            match res {
+                Ok(()) => attached.push(tp),
+                Err(e) if !needed => skipped.push(format!("{tp}: {e}")),
+                Err(e) => return Err(e),
+            }
         }
         if cfg.tls {
             let libs = if cfg.libssl.is_empty() { find_libssl() } else { cfg.libssl.clone() };
@@ -142,12 +161,12 @@ impl SocketTracer {
         Ok(SocketTracer { bpf, ring, clock: Clock::now(), attached, skipped })
     }
 
-    /// Raw tracepoints (and libssl files) attached.
+    /// Tracepoints (and libssl files) attached.
     pub fn attached(&self) -> &[String] {
         &self.attached
     }
 
-    /// libssl files that could not be attached, with the reason.
+    /// Optional tracepoints that could not be attached, with the reason.
     pub fn skipped(&self) -> &[String] {
         &self.skipped
     }
