@@ -7,7 +7,9 @@
 
 use std::time::{Duration, Instant};
 
-use deepflow_benches::store_gen::{LABELS, Rng, dictionaries, l7_row, labels_batch, tagged_rows, tags_of};
+use deepflow_benches::store_gen::{
+    Rng, copy_with_names, dictionaries, duckdb_red_ms, l7_row, labels_batch, red_sql, tagged_rows, tags_of,
+};
 use deepflow_core::record::L7FlowLog;
 use deepflow_store::arrow::array::RecordBatch;
 use deepflow_store::parquet::file::reader::{FileReader, SerializedFileReader};
@@ -125,35 +127,8 @@ fn main() {
     // the same rows with every tag as its name and the 20 pod labels of each side in the row
     let names_dir = base.join("names");
     std::fs::create_dir_all(&names_dir).expect("mkdir");
-    let mut cols: Vec<String> = L7FlowLog::schema()
-        .fields()
-        .iter()
-        .filter(|f| !f.name().contains("_id_"))
-        .map(|f| format!("\"{}\"", f.name()))
-        .collect();
-    cols.push("date".into());
-    cols.push("hour".into());
-    let mut name_cols = Vec::new();
-    for side in 0..2 {
-        for k in deepflow_tagging::TAG_COLUMNS {
-            let c = deepflow_store::query::name_column(&format!("{k}_{side}"));
-            name_cols.push(c.clone());
-            cols.push(format!("CAST({c} AS VARCHAR) AS {c}"));
-        }
-        let labels: Vec<String> = (0..LABELS)
-            .map(|k| format!("'label-key-{k}=' || CAST(label_value('pod', pod_id_{side}, 'label-key-{k}') AS VARCHAR)"))
-            .collect();
-        cols.push(format!("concat_ws(',', {}) AS labels_{side}", labels.join(", ")));
-        name_cols.push(format!("labels_{side}"));
-    }
-    let copy = format!(
-        "COPY (SELECT {} FROM l7_flow_log) TO '{}' STORED AS PARQUET PARTITIONED BY (date, hour) \
-         OPTIONS ('format.compression' 'zstd(1)')",
-        cols.join(", "),
-        names_dir.display()
-    );
     let t = Instant::now();
-    engine.query(&copy).expect("copy names");
+    let name_cols = copy_with_names(&engine, &names_dir, true);
     println!("store/tagged: names-as-strings copy in {:.2?}", t.elapsed());
     let (ids_total, ids_cols, ids_rows) = column_bytes(&dir.join("table=l7_flow_log"));
     let (names_total, names_cols, names_rows) = column_bytes(&names_dir);
@@ -174,37 +149,15 @@ fn main() {
     );
 
     // RED by service name over one hour: name views vs DuckDB on the pre-joined files
-    let red = "SELECT service_1, count(*) AS requests, \
-               sum(CASE WHEN response_status = 'server_error' THEN 1 ELSE 0 END) AS errors, avg(rrt) AS rrt_avg \
-               FROM l7_flow_log WHERE date = '2024-05-01' AND hour = '10' GROUP BY service_1";
-    let (t_df, out) = time_best(3, || engine.query(red).expect("red"));
+    let (t_df, out) = time_best(3, || engine.query(&red_sql("service_1")).expect("red"));
     let groups: usize = out.iter().map(RecordBatch::num_rows).sum();
     println!("store/red: DataFusion via name views: {:.1} ms ({groups} services)", t_df.as_secs_f64() * 1e3);
-    let py = "/opt/deepflow-venv/bin/python";
-    if std::path::Path::new(py).exists() {
-        let script = format!(
-            "import duckdb, time\ncon = duckdb.connect()\nq = \"\"\"SELECT service_1, count(*) AS requests, \
-             sum(CASE WHEN response_status = 'server_error' THEN 1 ELSE 0 END) AS errors, avg(rrt) AS rrt_avg \
-             FROM read_parquet('{}/**/*.parquet', hive_partitioning=true) WHERE date = '2024-05-01' AND hour = 10 \
-             GROUP BY service_1\"\"\"\nbest = 1e9\nfor _ in range(3):\n    t = time.perf_counter(); r = con.execute(q).fetchall(); best = min(best, time.perf_counter() - t)\nprint(best * 1000, len(r))\n",
-            names_dir.display()
-        );
-        match std::process::Command::new(py).args(["-c", &script]).output() {
-            Ok(o) if o.status.success() => {
-                let s = String::from_utf8_lossy(&o.stdout);
-                let mut it = s.split_whitespace();
-                let ms: f64 = it.next().and_then(|v| v.parse().ok()).unwrap_or(f64::NAN);
-                println!(
-                    "store/red: DuckDB on names pre-joined: {ms:.1} ms ({} services); DataFusion/DuckDB time ratio {:.2}",
-                    it.next().unwrap_or("?"),
-                    t_df.as_secs_f64() * 1e3 / ms
-                );
-            }
-            Ok(o) => println!("store/red: duckdb failed: {}", String::from_utf8_lossy(&o.stderr)),
-            Err(e) => println!("store/red: duckdb not run: {e}"),
-        }
-    } else {
-        println!("store/red: {py} missing (scripts/install-python-deps.sh): DuckDB comparison skipped");
+    match duckdb_red_ms(&names_dir, 3) {
+        Ok((ms, groups)) => println!(
+            "store/red: DuckDB on names pre-joined: {ms:.1} ms ({groups} services); DataFusion/DuckDB time ratio {:.2}",
+            t_df.as_secs_f64() * 1e3 / ms
+        ),
+        Err(e) => println!("store/red: DuckDB comparison skipped: {e}"),
     }
     if std::env::var("STORE_BENCH_DIR").is_err() {
         let _ = std::fs::remove_dir_all(&base);

@@ -195,3 +195,82 @@ pub fn labels_batch() -> RecordBatch {
     )
     .expect("labels batch")
 }
+
+/// The RED query of the store benchmarks over the hour of [`T0_US`], grouped by `group`
+/// (`service_1` through the name view, or an id column).
+pub fn red_sql(group: &str) -> String {
+    format!(
+        "SELECT {group}, count(*) AS requests, \
+         sum(CASE WHEN response_status = 'server_error' THEN 1 ELSE 0 END) AS errors, avg(rrt) AS rrt_avg \
+         FROM l7_flow_log WHERE date = '2024-05-01' AND hour = '10' GROUP BY {group}"
+    )
+}
+
+/// Copies the `l7_flow_log` rows of `engine` to `dir` (Hive partitions, zstd Parquet) with every
+/// tag as its name in a string column instead of its id, plus, with `labels`, the
+/// [`LABELS`] pod labels of each side as one `key=value,...` string column (`labels_0`,
+/// `labels_1`). Returns the names of the tag columns written.
+pub fn copy_with_names(engine: &deepflow_store::QueryEngine, dir: &std::path::Path, labels: bool) -> Vec<String> {
+    let mut cols: Vec<String> = <L7FlowLog as deepflow_store::Record>::schema()
+        .fields()
+        .iter()
+        .filter(|f| !f.name().contains("_id_"))
+        .map(|f| format!("\"{}\"", f.name()))
+        .collect();
+    cols.push("date".into());
+    cols.push("hour".into());
+    let mut name_cols = Vec::new();
+    for side in 0..2 {
+        for k in deepflow_tagging::TAG_COLUMNS {
+            let c = deepflow_store::query::name_column(&format!("{k}_{side}"));
+            name_cols.push(c.clone());
+            cols.push(format!("CAST({c} AS VARCHAR) AS {c}"));
+        }
+        if labels {
+            let l: Vec<String> = (0..LABELS)
+                .map(|k| {
+                    format!("'label-key-{k}=' || CAST(label_value('pod', pod_id_{side}, 'label-key-{k}') AS VARCHAR)")
+                })
+                .collect();
+            cols.push(format!("concat_ws(',', {}) AS labels_{side}", l.join(", ")));
+            name_cols.push(format!("labels_{side}"));
+        }
+    }
+    let copy = format!(
+        "COPY (SELECT {} FROM l7_flow_log) TO '{}' STORED AS PARQUET PARTITIONED BY (date, hour) \
+         OPTIONS ('format.compression' 'zstd(1)')",
+        cols.join(", "),
+        dir.display()
+    );
+    engine.query(&copy).expect("copy names");
+    name_cols
+}
+
+/// The Python with `duckdb` that the store benchmarks compare against
+/// (`scripts/install-python-deps.sh`).
+pub const DUCKDB_PYTHON: &str = "/opt/deepflow-venv/bin/python";
+
+/// Runs the RED query by `service_1` in DuckDB on the pre-joined files under `dir` (from
+/// [`copy_with_names`]), best of `runs`: `Ok((ms, groups))`, or why it did not run.
+pub fn duckdb_red_ms(dir: &std::path::Path, runs: usize) -> Result<(f64, String), String> {
+    let script = format!(
+        "import duckdb, time\ncon = duckdb.connect()\nq = \"\"\"SELECT service_1, count(*) AS requests, \
+         sum(CASE WHEN response_status = 'server_error' THEN 1 ELSE 0 END) AS errors, avg(rrt) AS rrt_avg \
+         FROM read_parquet('{}/**/*.parquet', hive_partitioning=true) WHERE date = '2024-05-01' AND hour = 10 \
+         GROUP BY service_1\"\"\"\nbest = 1e9\nfor _ in range({runs}):\n    t = time.perf_counter(); r = con.execute(q).fetchall(); best = min(best, time.perf_counter() - t)\nprint(best * 1000, len(r))\n",
+        dir.display()
+    );
+    if !std::path::Path::new(DUCKDB_PYTHON).exists() {
+        return Err(format!("{DUCKDB_PYTHON} missing (scripts/install-python-deps.sh)"));
+    }
+    match std::process::Command::new(DUCKDB_PYTHON).args(["-c", &script]).output() {
+        Ok(o) if o.status.success() => {
+            let s = String::from_utf8_lossy(&o.stdout);
+            let mut it = s.split_whitespace();
+            let ms: f64 = it.next().and_then(|v| v.parse().ok()).unwrap_or(f64::NAN);
+            Ok((ms, it.next().unwrap_or("?").to_string()))
+        }
+        Ok(o) => Err(format!("duckdb failed: {}", String::from_utf8_lossy(&o.stderr))),
+        Err(e) => Err(format!("duckdb not run: {e}")),
+    }
+}

@@ -140,25 +140,33 @@ fn main() {
     }
 }
 
+/// Writes `rows` under `dir` (emptied first) with the generated dictionaries and opens a query
+/// engine on it; with `reuse`, only opens what an earlier run left there.
+fn write_tagged(rows: Vec<TaggedRow<L7FlowLog>>, dir: &std::path::Path, reuse: bool) -> deepflow_store::QueryEngine {
+    if !reuse {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    let storage = Storage::local(dir).expect("storage");
+    if !reuse {
+        let mut w = StoreWriter::open(storage.clone(), WriterOptions::default()).expect("writer");
+        for r in rows {
+            w.append_tagged(r).expect("append");
+        }
+        w.close().expect("close");
+    }
+    let dicts = deepflow_benches::store_gen::dictionaries().encode();
+    storage.put_atomic(deepflow_store::query::DICT_FILE, dicts.into()).expect("dictionaries");
+    deepflow_store::QueryEngine::open(storage).expect("engine")
+}
+
 /// Mode `query`: writes the rows with the generated dictionaries, then times a count filtered
 /// by service name through the name view (`service_1 = 'x'`, which the store runs as an id
 /// filter) against the same filter in a form that is not rewritten (`coalesce(service_1, '') =
 /// 'x'`, evaluated by name per row). Best of 5 each; the counts must agree.
 fn name_filter_query(rows: Vec<TaggedRow<L7FlowLog>>, base: &std::path::Path) {
-    use deepflow_benches::store_gen::dictionaries;
-    use deepflow_store::QueryEngine;
     use deepflow_store::arrow::array::AsArray;
     use deepflow_store::arrow::datatypes::Int64Type;
-    let dir = base.join("query");
-    let _ = std::fs::remove_dir_all(&dir);
-    let storage = Storage::local(&dir).expect("storage");
-    let mut w = StoreWriter::open(storage.clone(), WriterOptions::default()).expect("writer");
-    for r in rows {
-        w.append_tagged(r).expect("append");
-    }
-    w.close().expect("close");
-    storage.put_atomic(deepflow_store::query::DICT_FILE, dictionaries().encode().into()).expect("dictionaries");
-    let engine = QueryEngine::open(storage).expect("engine");
+    let engine = write_tagged(rows, &base.join("query"), false);
     let name = engine.tag_name(deepflow_tagging::ResourceKind::Service, 6).expect("service 6 has a name");
     let count = |sql: &str| -> i64 {
         let b = engine.query(sql).expect("query");
@@ -177,31 +185,12 @@ fn name_filter_query(rows: Vec<TaggedRow<L7FlowLog>>, base: &std::path::Path) {
 /// views, best of 5, against DuckDB on the same rows with the tag names pre-joined as strings
 /// (best of 5 inside Python), and against the same query grouped by the id column.
 fn red_query(rows: Vec<TaggedRow<L7FlowLog>>, base: &std::path::Path) {
-    use deepflow_benches::store_gen::dictionaries;
-    use deepflow_store::QueryEngine;
+    use deepflow_benches::store_gen::{copy_with_names, duckdb_red_ms, red_sql};
     let dir = base.join("red");
     // STORE_INGEST_REUSE=1: query what an earlier `red` run left in DIR (same N) instead of writing
     let reuse = std::env::var_os("STORE_INGEST_REUSE").is_some() && dir.join("table=l7_flow_log").exists();
-    if !reuse {
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-    let storage = Storage::local(&dir).expect("storage");
-    if !reuse {
-        let mut w = StoreWriter::open(storage.clone(), WriterOptions::default()).expect("writer");
-        for r in rows {
-            w.append_tagged(r).expect("append");
-        }
-        w.close().expect("close");
-    }
-    storage.put_atomic(deepflow_store::query::DICT_FILE, dictionaries().encode().into()).expect("dictionaries");
-    let engine = QueryEngine::open(storage).expect("engine");
-    let red = |group: &str| {
-        format!(
-            "SELECT {group}, count(*) AS requests, \
-             sum(CASE WHEN response_status = 'server_error' THEN 1 ELSE 0 END) AS errors, avg(rrt) AS rrt_avg \
-             FROM l7_flow_log WHERE date = '2024-05-01' AND hour = '10' GROUP BY {group}"
-        )
-    };
+    let engine = write_tagged(rows, &dir, reuse);
+    let red = red_sql;
     let groups = |b: &[RecordBatch]| b.iter().map(RecordBatch::num_rows).sum::<usize>();
     let (w1, c1, g1) = best(5, || groups(&engine.query(&red("service_1")).expect("red by name")));
     let (w2, c2, g2) = best(5, || groups(&engine.query(&red("service_id_1")).expect("red by id")));
@@ -212,11 +201,19 @@ fn red_query(rows: Vec<TaggedRow<L7FlowLog>>, base: &std::path::Path) {
         let state = engine.context().state();
         let rules =
             state.optimizer().rules.iter().filter(|r| r.name() != "deepflow_group_by_name_as_ids").cloned().collect();
-        SessionContext::new_with_state(SessionStateBuilder::new_from_existing(state).with_optimizer_rules(rules).build())
+        SessionContext::new_with_state(
+            SessionStateBuilder::new_from_existing(state).with_optimizer_rules(rules).build(),
+        )
     };
     let (w0, c0, g0) = best(5, || {
         let sql = red("service_1");
-        groups(&engine.storage().runtime().block_on(async { plain.sql(&sql).await?.collect().await }).expect("red without the rule"))
+        groups(
+            &engine
+                .storage()
+                .runtime()
+                .block_on(async { plain.sql(&sql).await?.collect().await })
+                .expect("red without the rule"),
+        )
     });
     println!("RED by service name without the group-by-name rule: {g0} groups in {w0:.2?} wall, {c0:.2?} CPU");
     println!("RED by service name (name view): {g1} groups in {w1:.2?} wall, {c1:.2?} CPU");
@@ -231,51 +228,15 @@ fn red_query(rows: Vec<TaggedRow<L7FlowLog>>, base: &std::path::Path) {
     let names_dir = dir.join("names");
     if !reuse {
         let _ = std::fs::remove_dir_all(&names_dir);
+        std::fs::create_dir_all(&names_dir).expect("mkdir");
+        copy_with_names(&engine, &names_dir, false);
     }
-    std::fs::create_dir_all(&names_dir).expect("mkdir");
-    let mut cols: Vec<String> = L7FlowLog::schema()
-        .fields()
-        .iter()
-        .filter(|f| !f.name().contains("_id_"))
-        .map(|f| format!("\"{}\"", f.name()))
-        .collect();
-    for side in 0..2 {
-        for k in deepflow_tagging::TAG_COLUMNS {
-            let c = deepflow_store::query::name_column(&format!("{k}_{side}"));
-            cols.push(format!("CAST({c} AS VARCHAR) AS {c}"));
-        }
-    }
-    cols.extend(["date".to_string(), "hour".to_string()]);
-    let copy = format!(
-        "COPY (SELECT {} FROM l7_flow_log) TO '{}' STORED AS PARQUET PARTITIONED BY (date, hour) \
-         OPTIONS ('format.compression' 'zstd(1)')",
-        cols.join(", "),
-        names_dir.display()
-    );
-    if !reuse {
-        engine.query(&copy).expect("copy names");
-    }
-    let py = "/opt/deepflow-venv/bin/python";
-    let script = format!(
-        "import duckdb, time\ncon = duckdb.connect()\nq = \"\"\"SELECT service_1, count(*) AS requests, \
-         sum(CASE WHEN response_status = 'server_error' THEN 1 ELSE 0 END) AS errors, avg(rrt) AS rrt_avg \
-         FROM read_parquet('{}/**/*.parquet', hive_partitioning=true) WHERE date = '2024-05-01' AND hour = 10 \
-         GROUP BY service_1\"\"\"\nbest = 1e9\nfor _ in range(5):\n    t = time.perf_counter(); r = con.execute(q).fetchall(); best = min(best, time.perf_counter() - t)\nprint(best * 1000, len(r))\n",
-        names_dir.display()
-    );
-    match std::process::Command::new(py).args(["-c", &script]).output() {
-        Ok(o) if o.status.success() => {
-            let s = String::from_utf8_lossy(&o.stdout);
-            let mut it = s.split_whitespace();
-            let ms: f64 = it.next().and_then(|v| v.parse().ok()).unwrap_or(f64::NAN);
-            println!(
-                "DuckDB, names pre-joined: {} groups in {ms:.1} ms wall; DataFusion/DuckDB time ratio {:.2}",
-                it.next().unwrap_or("?"),
-                w1.as_secs_f64() * 1e3 / ms
-            );
-        }
-        Ok(o) => println!("duckdb failed: {}", String::from_utf8_lossy(&o.stderr)),
-        Err(e) => println!("duckdb not run ({py}): {e}"),
+    match duckdb_red_ms(&names_dir, 5) {
+        Ok((ms, groups)) => println!(
+            "DuckDB, names pre-joined: {groups} groups in {ms:.1} ms wall; DataFusion/DuckDB time ratio {:.2}",
+            w1.as_secs_f64() * 1e3 / ms
+        ),
+        Err(e) => println!("DuckDB comparison skipped: {e}"),
     }
 }
 
