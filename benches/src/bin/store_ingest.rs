@@ -190,6 +190,13 @@ fn red_query(rows: Vec<TaggedRow<L7FlowLog>>, base: &std::path::Path) {
     // STORE_INGEST_REUSE=1: query what an earlier `red` run left in DIR (same N) instead of writing
     let reuse = std::env::var_os("STORE_INGEST_REUSE").is_some() && dir.join("table=l7_flow_log").exists();
     let engine = write_tagged(rows, &dir, reuse);
+    // STORE_INGEST_SET="key=value;...": DataFusion settings for this run (e.g.
+    // datafusion.execution.batch_size=32768), to compare configurations
+    for kv in std::env::var("STORE_INGEST_SET").unwrap_or_default().split(';').filter(|s| !s.is_empty()) {
+        let (k, v) = kv.split_once('=').expect("STORE_INGEST_SET: key=value");
+        engine.query(&format!("SET {k} = '{v}'")).expect("SET");
+        println!("SET {k} = {v}");
+    }
     let red = red_sql;
     let groups = |b: &[RecordBatch]| b.iter().map(RecordBatch::num_rows).sum::<usize>();
     let (w1, c1, g1) = best(5, || groups(&engine.query(&red("service_1")).expect("red by name")));
