@@ -32,7 +32,7 @@ fn run(pcap: &Path, arrow: bool) -> Result<(u64, f64), Box<dyn std::error::Error
                 true
             }
         };
-        if end || n % 65536 == 0 {
+        if end || n.is_multiple_of(65536) {
             let l7 = pipe.table_mut().observer_mut().drain_rows();
             let flows = pipe.drain_flows();
             if arrow {

@@ -500,7 +500,7 @@ impl DfAnalyzer {
                     break;
                 }
             }
-            if n % 4096 == 0 {
+            if n.is_multiple_of(4096) {
                 // Keep queues from growing with the whole file.
                 self.collect_quiet();
             }

@@ -354,7 +354,7 @@ pub fn probe_frame(data: &[u8]) -> Probe {
         return Probe::NeedMore;
     };
     let (len, ser, hl) = (len as usize, ht >> 24, (ht & 0xff_ffff) as usize);
-    if len > MAX_FRAME || hl + 4 > len || hl < 2 || hl > MAX_HEADER {
+    if len > MAX_FRAME || hl + 4 > len || !(2..=MAX_HEADER).contains(&hl) {
         return Probe::NotThis;
     }
     match (ser, data.get(8)) {

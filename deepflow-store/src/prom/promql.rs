@@ -989,12 +989,12 @@ fn bucket_quantile(q: f64, mut buckets: Vec<(f64, f64)>) -> f64 {
         return end;
     }
     let mut start = 0.0;
-    if idx > 0 {
-        if let Some(&(pb, pc)) = c.get(idx - 1) {
-            start = pb;
-            count -= pc;
-            rank -= pc;
-        }
+    if idx > 0
+        && let Some(&(pb, pc)) = c.get(idx - 1)
+    {
+        start = pb;
+        count -= pc;
+        rank -= pc;
     }
     start + (end - start) * (rank / count)
 }
@@ -1093,7 +1093,7 @@ fn call(c: &parser::Call, t: i64, ctx: &Ctx<'_>) -> Res<Value> {
             let mut groups: BTreeMap<Labels, Vec<(f64, f64)>> = BTreeMap::new();
             for s in v {
                 let le = label(&s.labels, "le");
-                let Ok(bound) = le.parse::<f64>().or_else(|_| match le {
+                let Ok(bound) = le.parse::<f64>().or(match le {
                     "+Inf" | "Inf" | "+inf" | "inf" => Ok(f64::INFINITY),
                     _ => Err(()),
                 }) else {

@@ -242,8 +242,8 @@ fn socket_tracer_sees_curl_nginx_and_redis_with_pid_and_comm() {
     // HTTP seen from curl (client process) and from the nginx worker (server process).
     let cp = |r: &Value, port: u16| port_of(r) == port && r["tap_side"] == "c-p";
     let sp = |r: &Value, port: u16| port_of(r) == port && r["tap_side"] == "s-p";
-    let curl_rows: Vec<_> = ours.iter().filter(|r| cp(**r, http)).collect();
-    let nginx_rows: Vec<_> = ours.iter().filter(|r| sp(**r, http)).collect();
+    let curl_rows: Vec<_> = ours.iter().filter(|r| cp(r, http)).collect();
+    let nginx_rows: Vec<_> = ours.iter().filter(|r| sp(r, http)).collect();
     assert_eq!(curl_rows.len(), 2, "curl rows: {ours:#?}");
     assert_eq!(nginx_rows.len(), 2, "nginx rows: {ours:#?}");
     for r in &curl_rows {
@@ -256,8 +256,8 @@ fn socket_tracer_sees_curl_nginx_and_redis_with_pid_and_comm() {
         assert_eq!(r["process_id_1"].as_u64(), Some(worker as u64));
     }
     // redis
-    let cli_rows: Vec<_> = ours.iter().filter(|r| cp(**r, redis)).collect();
-    let srv_rows: Vec<_> = ours.iter().filter(|r| sp(**r, redis)).collect();
+    let cli_rows: Vec<_> = ours.iter().filter(|r| cp(r, redis)).collect();
+    let srv_rows: Vec<_> = ours.iter().filter(|r| sp(r, redis)).collect();
     assert_eq!(cli_rows.len(), 2, "redis-cli rows: {ours:#?}");
     assert_eq!(srv_rows.len(), 2, "redis-server rows: {ours:#?}");
     for r in &cli_rows {
