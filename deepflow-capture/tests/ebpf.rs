@@ -7,7 +7,7 @@ use std::net::TcpListener;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use deepflow_capture::ebpf::shared::{self, comm_str, event_type};
+use deepflow_capture::ebpf::shared::{self, DfSocketEvent, comm_str, event_type};
 use deepflow_capture::ebpf::socket::{SocketTracer, SocketTracerConfig};
 
 fn start(cfg: &SocketTracerConfig, test: &str) -> Option<SocketTracer> {
@@ -18,6 +18,26 @@ fn start(cfg: &SocketTracerConfig, test: &str) -> Option<SocketTracer> {
             None
         }
     }
+}
+
+/// The events `keep` accepts, with their payloads, in ring order: polled for at most `limit`,
+/// or until `done` holds for those kept so far.
+fn collect(
+    t: &mut SocketTracer,
+    limit: Duration,
+    keep: impl Fn(&DfSocketEvent) -> bool,
+    done: impl Fn(&[(DfSocketEvent, Vec<u8>)]) -> bool,
+) -> Vec<(DfSocketEvent, Vec<u8>)> {
+    let mut evs = Vec::new();
+    let t0 = Instant::now();
+    while t0.elapsed() < limit && !done(&evs) {
+        t.poll(Duration::from_millis(100), |e, d| {
+            if keep(e) {
+                evs.push((*e, d.to_vec()));
+            }
+        });
+    }
+    evs
 }
 
 #[test]
@@ -48,18 +68,12 @@ fn tracer_sees_curl_request_and_response_with_tuple_role_and_sequence() {
     assert!(curl.wait_with_output().unwrap().status.success());
     server.join().unwrap();
 
-    let mut evs = Vec::new();
-    let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_secs(3) {
-        t.poll(Duration::from_millis(100), |e, d| {
-            if e.pid == curl_pid {
-                evs.push((*e, d.to_vec()));
-            }
-        });
-        if evs.iter().any(|(e, _)| e.event_type == event_type::CLOSE) {
-            break;
-        }
-    }
+    let evs = collect(
+        &mut t,
+        Duration::from_secs(3),
+        |e| e.pid == curl_pid,
+        |evs| evs.iter().any(|(e, _)| e.event_type == event_type::CLOSE),
+    );
     let stats = t.stats();
     assert!(stats.events > 0, "{stats:?}");
     let connect = evs.iter().find(|(e, _)| e.event_type == event_type::CONNECT).expect("connect event");
@@ -115,25 +129,18 @@ fn sequence_restarts_on_a_reused_socket_address() {
     let pid = child.id();
     assert!(child.wait_with_output().unwrap().status.success());
     server.join().unwrap();
-    let mut evs = Vec::new();
-    let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_secs(3) {
-        t.poll(Duration::from_millis(100), |e, _| {
-            if e.pid == pid {
-                evs.push(*e);
-            }
-        });
-        let data = evs.iter().filter(|e| e.event_type == event_type::DATA).count();
-        if data >= 3 * ROUNDS {
-            break;
-        }
-    }
+    let evs = collect(
+        &mut t,
+        Duration::from_secs(3),
+        |e| e.pid == pid,
+        |evs| evs.iter().filter(|(e, _)| e.event_type == event_type::DATA).count() >= 3 * ROUNDS,
+    );
     assert!(t.stats().lost == 0, "{:?}", t.stats());
     // in ring order: each connect restarts its socket; data events count from 1 after it
     let mut next: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
     let mut connects = std::collections::HashMap::<u64, usize>::new();
     let mut checked = 0;
-    for e in &evs {
+    for (e, _) in &evs {
         if e.event_type == event_type::CONNECT {
             next.insert(e.sock_id, 1);
             *connects.entry(e.sock_id).or_default() += 1;
@@ -186,14 +193,12 @@ fn files_and_pipes_give_no_events_sockets_of_the_same_process_do() {
     let pid = child.id();
     assert!(child.wait_with_output().unwrap().status.success());
     server.join().unwrap();
-    let mut evs = Vec::new();
-    let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_secs(3) {
-        t.poll(Duration::from_millis(100), |e, d| evs.push((*e, d.to_vec())));
-        if evs.iter().any(|(e, _)| e.pid == pid && e.event_type == event_type::CLOSE) {
-            break;
-        }
-    }
+    let evs = collect(
+        &mut t,
+        Duration::from_secs(3),
+        |_| true,
+        |evs| evs.iter().any(|(e, _)| e.pid == pid && e.event_type == event_type::CLOSE),
+    );
     let _ = std::fs::remove_dir_all(&dir);
     assert!(
         evs.iter().any(|(e, d)| e.pid == pid
@@ -317,15 +322,7 @@ fn tls_uprobes_see_curl_plaintext_over_https() {
         .unwrap();
     let curl_pid = curl.id();
     let ok = curl.wait_with_output().unwrap().status.success();
-    let mut evs = Vec::new();
-    let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_secs(2) {
-        t.poll(Duration::from_millis(100), |e, d| {
-            if e.source == shared::SRC_OPENSSL {
-                evs.push((*e, d.to_vec()));
-            }
-        });
-    }
+    let evs = collect(&mut t, Duration::from_secs(2), |e| e.source == shared::SRC_OPENSSL, |_| false);
     let _ = server.kill();
     let _ = server.wait();
     let _ = std::fs::remove_dir_all(&dir);

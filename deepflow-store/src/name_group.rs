@@ -22,6 +22,7 @@ use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan, Projection, ScalarU
 use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
 
 use crate::name_filter::dict_call;
+use crate::query::name_type;
 
 /// The optimizer rule; see the [module docs](self).
 #[derive(Debug)]
@@ -48,10 +49,7 @@ impl OptimizerRule for GroupByNameAsIds {
         if agg.group_expr.iter().any(|e| matches!(e, Expr::GroupingSet(_))) {
             return Ok(Transformed::no(LogicalPlan::Aggregate(agg)));
         }
-        let dict_type = datafusion::arrow::datatypes::DataType::Dictionary(
-            Box::new(datafusion::arrow::datatypes::DataType::UInt32),
-            Box::new(datafusion::arrow::datatypes::DataType::Utf8),
-        );
+        let dict_type = name_type();
         // (index, kind) of each group key that is a name
         let mut named = Vec::new();
         let mut group = Vec::with_capacity(agg.group_expr.len());
@@ -69,11 +67,7 @@ impl OptimizerRule for GroupByNameAsIds {
             };
             match found {
                 Some((kind, arg)) => {
-                    let canon = Expr::ScalarFunction(ScalarFunction::new_udf(
-                        self.canon.clone(),
-                        vec![Expr::Literal(ScalarValue::Utf8(Some(kind.clone())), None), arg],
-                    ));
-                    group.push(canon.alias(format!("__deepflow_group_id_{i}")));
+                    group.push(call(&self.canon, &kind, arg).alias(format!("__deepflow_group_id_{i}")));
                     named.push((i, kind));
                 }
                 None => group.push(e.clone()),
@@ -91,10 +85,7 @@ impl OptimizerRule for GroupByNameAsIds {
             let col = Expr::Column(Column::new(q.cloned(), f.name()));
             let e = match named.iter().find(|(n, _)| *n == i) {
                 Some((_, kind)) => {
-                    let name = Expr::ScalarFunction(ScalarFunction::new_udf(
-                        self.get.clone(),
-                        vec![Expr::Literal(ScalarValue::Utf8(Some(kind.clone())), None), col],
-                    ));
+                    let name = call(&self.get, kind, col);
                     if *of.data_type() == dict_type { name } else { cast(name, of.data_type().clone()) }
                 }
                 None => col,
@@ -106,18 +97,22 @@ impl OptimizerRule for GroupByNameAsIds {
     }
 }
 
+/// `f(kind, arg)`.
+fn call(f: &Arc<ScalarUDF>, kind: &str, arg: Expr) -> Expr {
+    let kind = Expr::Literal(ScalarValue::Utf8(Some(kind.to_string())), None);
+    Expr::ScalarFunction(ScalarFunction::new_udf(f.clone(), vec![kind, arg]))
+}
+
 /// The dictionary kind of column `col` of `plan` when it is defined as `dict_get(kind, ...)`,
 /// followed through projections, aliases and row-preserving nodes.
 fn kind_of(plan: &LogicalPlan, col: &Column) -> Option<String> {
     match plan {
         LogicalPlan::Projection(p) => {
             let idx = p.schema.maybe_index_of_column(col)?;
+            // a cast of dict_get is found too; the caller keeps only columns of dict_get's type
             match strip_alias(p.expr.get(idx)?) {
                 Expr::Column(c) => kind_of(&p.input, c),
-                e => match e {
-                    Expr::ScalarFunction(_) => dict_call(e).map(|(k, _)| k),
-                    _ => None,
-                },
+                e => dict_call(e).map(|(k, _)| k),
             }
         }
         LogicalPlan::SubqueryAlias(s) => {

@@ -155,9 +155,35 @@ fn scalar_str(v: &ColumnarValue, what: &str) -> datafusion::error::Result<String
 }
 
 fn ids_of(v: &ColumnarValue, n: usize) -> datafusion::error::Result<UInt32Array> {
-    let arr = v.to_array(n)?;
-    let arr = datafusion::arrow::compute::cast(&arr, &DataType::UInt32)?;
+    u32_ids(&v.to_array(n)?)
+}
+
+fn u32_ids(arr: &ArrayRef) -> datafusion::error::Result<UInt32Array> {
+    let arr = datafusion::arrow::compute::cast(arr, &DataType::UInt32)?;
     Ok(arr.as_primitive::<UInt32Type>().clone())
+}
+
+/// The type `dict_get` and `label_value` return: keys are ids, values the shared names.
+pub(crate) fn name_type() -> DataType {
+    DataType::Dictionary(Box::new(DataType::UInt32), Box::new(DataType::Utf8))
+}
+
+/// Equality and hash of a UDF holding the engine's shared names: two are equal when they read
+/// the same names.
+macro_rules! udf_identity {
+    ($t:ty, $name:literal) => {
+        impl PartialEq for $t {
+            fn eq(&self, o: &Self) -> bool {
+                Arc::ptr_eq(&self.names, &o.names)
+            }
+        }
+        impl Eq for $t {}
+        impl Hash for $t {
+            fn hash<H: Hasher>(&self, h: &mut H) {
+                $name.hash(h);
+            }
+        }
+    };
 }
 
 /// `dict_get(kind, id)`.
@@ -167,17 +193,7 @@ pub(crate) struct DictGet {
     names: Shared,
 }
 
-impl PartialEq for DictGet {
-    fn eq(&self, o: &Self) -> bool {
-        Arc::ptr_eq(&self.names, &o.names)
-    }
-}
-impl Eq for DictGet {}
-impl Hash for DictGet {
-    fn hash<H: Hasher>(&self, h: &mut H) {
-        "dict_get".hash(h);
-    }
-}
+udf_identity!(DictGet, "dict_get");
 
 impl ScalarUDFImpl for DictGet {
     fn name(&self) -> &str {
@@ -187,7 +203,7 @@ impl ScalarUDFImpl for DictGet {
         &self.sig
     }
     fn return_type(&self, _: &[DataType]) -> datafusion::error::Result<DataType> {
-        Ok(DataType::Dictionary(Box::new(DataType::UInt32), Box::new(DataType::Utf8)))
+        Ok(name_type())
     }
     fn coerce_types(&self, _: &[DataType]) -> datafusion::error::Result<Vec<DataType>> {
         Ok(vec![DataType::Utf8, DataType::UInt32])
@@ -228,17 +244,7 @@ pub(crate) struct DictCanon {
     pub(crate) names: Shared,
 }
 
-impl PartialEq for DictCanon {
-    fn eq(&self, o: &Self) -> bool {
-        Arc::ptr_eq(&self.names, &o.names)
-    }
-}
-impl Eq for DictCanon {}
-impl Hash for DictCanon {
-    fn hash<H: Hasher>(&self, h: &mut H) {
-        "dict_canon".hash(h);
-    }
-}
+udf_identity!(DictCanon, "dict_canon");
 
 impl ScalarUDFImpl for DictCanon {
     fn name(&self) -> &str {
@@ -269,7 +275,7 @@ impl ScalarUDFImpl for DictCanon {
         let arr = ids.to_array(args.number_rows)?;
         let ids = match arr.as_dictionary_opt::<UInt32Type>() {
             Some(d) => d.keys().clone(),
-            None => ids_of(ids, args.number_rows)?,
+            None => u32_ids(&arr)?,
         };
         // canonical ids, 0 for id 0 and unknown ids, which become nulls
         let values: Vec<u32> = ids.values().iter().map(|&i| canon.get(i as usize).copied().unwrap_or(0)).collect();
@@ -287,17 +293,7 @@ struct LabelValue {
     names: Shared,
 }
 
-impl PartialEq for LabelValue {
-    fn eq(&self, o: &Self) -> bool {
-        Arc::ptr_eq(&self.names, &o.names)
-    }
-}
-impl Eq for LabelValue {}
-impl Hash for LabelValue {
-    fn hash<H: Hasher>(&self, h: &mut H) {
-        "label_value".hash(h);
-    }
-}
+udf_identity!(LabelValue, "label_value");
 
 impl ScalarUDFImpl for LabelValue {
     fn name(&self) -> &str {
@@ -307,7 +303,7 @@ impl ScalarUDFImpl for LabelValue {
         &self.sig
     }
     fn return_type(&self, _: &[DataType]) -> datafusion::error::Result<DataType> {
-        Ok(DataType::Dictionary(Box::new(DataType::UInt32), Box::new(DataType::Utf8)))
+        Ok(name_type())
     }
     fn coerce_types(&self, _: &[DataType]) -> datafusion::error::Result<Vec<DataType>> {
         Ok(vec![DataType::Utf8, DataType::UInt32, DataType::Utf8])

@@ -23,6 +23,13 @@ fn count(engine: &QueryEngine, sql: &str) -> i64 {
     b[0].column(0).as_primitive::<Int64Type>().value(0)
 }
 
+/// The result of `sql` as CSV text.
+fn query_csv(engine: &QueryEngine, sql: &str) -> String {
+    let mut out = Vec::new();
+    deepflow_store::format::write_batches(&engine.query(sql).unwrap(), OutputFormat::Csv, &mut out).unwrap();
+    String::from_utf8(out).unwrap()
+}
+
 fn untagged<R>(rows: &[R]) -> Vec<TaggedRow<R>>
 where
     R: Clone,
@@ -149,15 +156,11 @@ fn name_views_with_tag_dictionaries() {
     assert_eq!(ids[0].column(0).data_type(), &deepflow_store::arrow::datatypes::DataType::UInt32);
     assert!(ids[0].column(0).as_primitive::<deepflow_store::arrow::datatypes::UInt32Type>().value(0) > 0);
     // group by a name, through the view; the service of 10.2.0.4 is its cluster IP
-    let b = engine
-        .query(
-            "SELECT service_1, pod_group_1, count(*) AS n FROM l7_flow_log WHERE service_1 IS NOT NULL \
-             GROUP BY service_1, pod_group_1 ORDER BY service_1, pod_group_1",
-        )
-        .unwrap();
-    let mut csv = Vec::new();
-    deepflow_store::format::write_batches(&b, OutputFormat::Csv, &mut csv).unwrap();
-    let csv = String::from_utf8(csv).unwrap();
+    let csv = query_csv(
+        &engine,
+        "SELECT service_1, pod_group_1, count(*) AS n FROM l7_flow_log WHERE service_1 IS NOT NULL \
+         GROUP BY service_1, pod_group_1 ORDER BY service_1, pod_group_1",
+    );
     assert!(csv.contains("mysql-svc,"), "{csv}");
     // dictionary tables and labels by name
     assert_eq!(count(&engine, "SELECT count(*) FROM pod_map"), 3);
@@ -186,10 +189,7 @@ fn name_views_with_tag_dictionaries() {
     // id of the name, and the counts are those of the names
     let web1 = engine.query("SELECT id FROM pod_map WHERE name = 'web-1'").unwrap();
     let web1 = web1[0].column(0).as_primitive::<deepflow_store::arrow::datatypes::UInt32Type>().value(0);
-    let plan = engine.query("EXPLAIN SELECT count(*) FROM l7_flow_log WHERE pod_0 = 'web-1'").unwrap();
-    let mut text = Vec::new();
-    deepflow_store::format::write_batches(&plan, OutputFormat::Csv, &mut text).unwrap();
-    let text = String::from_utf8(text).unwrap();
+    let text = query_csv(&engine, "EXPLAIN SELECT count(*) FROM l7_flow_log WHERE pod_0 = 'web-1'");
     assert!(text.contains(&format!("pod_id_0 = UInt32({web1})")), "{text}");
     assert!(!text.contains("dict_get(Utf8(\"pod\"), pod_id_0) = "), "{text}");
     assert_eq!(count(&engine, "SELECT count(*) FROM l7_flow_log WHERE 'web-1' = pod_0"), expect_web1);
@@ -235,11 +235,7 @@ fn group_by_name_runs_on_ids_with_the_groups_of_names() {
     }
     w.close().unwrap();
     let engine = QueryEngine::open(storage).unwrap();
-    let csv = |sql: &str| {
-        let mut out = Vec::new();
-        deepflow_store::format::write_batches(&engine.query(sql).unwrap(), OutputFormat::Csv, &mut out).unwrap();
-        String::from_utf8(out).unwrap()
-    };
+    let csv = |sql: &str| query_csv(&engine, sql);
     let plan = csv("EXPLAIN SELECT pod_1, count(*) FROM l7_flow_log GROUP BY pod_1");
     assert!(plan.contains("dict_canon"), "{plan}");
     // the same query grouped by the name as a string (a form the rule leaves alone)
@@ -337,11 +333,7 @@ fn log_and_profile_row_tags_and_older_files() {
     w.append(log("plain")).unwrap();
     w.close().unwrap();
     let engine = QueryEngine::open(storage).unwrap();
-    let csv = |sql: &str| {
-        let mut out = Vec::new();
-        deepflow_store::format::write_batches(&engine.query(sql).unwrap(), OutputFormat::Csv, &mut out).unwrap();
-        String::from_utf8(out).unwrap()
-    };
+    let csv = |sql: &str| query_csv(&engine, sql);
     assert_eq!(
         csv(
             "SELECT body, pod_id IS NULL AS null_id, pod_id > 0 AS tagged, pod, pod_ns, pod_group, service FROM log ORDER BY body"
