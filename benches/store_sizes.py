@@ -3,9 +3,12 @@ the same rows with every tag as its name (Parquet, from `store_ingest N DIR red`
 loaded into a ClickHouse MergeTree table (chdb: the ClickHouse engine in-process, default LZ4
 codec), which is what DeepFlow stores them in.
 
-Usage: /opt/deepflow-venv/bin/python benches/store_sizes.py IDS_DIR NAMES_DIR
-  IDS_DIR   the table directory of the store (DIR/red/table=l7_flow_log)
-  NAMES_DIR the pre-joined copy (DIR/red/names)
+Usage: /opt/deepflow-venv/bin/python benches/store_sizes.py IDS_DIR NAMES_DIR [LABELS_DIR]
+  IDS_DIR    the table directory of the store (DIR/red/table=l7_flow_log)
+  NAMES_DIR  the pre-joined copy (DIR/red/names)
+  LABELS_DIR the copy with names and the 20 labels of each side's pod as one `k=v,...` string
+             per side (DIR/red/names_labels, from `store_ingest N DIR sizes`): the issue's
+             "every tag name and label as strings in the row"
 """
 import glob
 import shutil
@@ -18,6 +21,7 @@ from chdb import session
 TAGS = ["region", "az", "host", "l3_epc", "subnet", "pod_cluster", "pod_ns", "pod_node", "pod_group", "pod",
         "service", "gprocess"]
 NAME_COLS = {f"{k}_{s}" for k in TAGS for s in (0, 1)}
+LABEL_COLS = NAME_COLS | {"labels_0", "labels_1"}
 
 
 def files(d):
@@ -67,6 +71,13 @@ def main():
         c = line("clickhouse MergeTree LZ4, tag ids", *clickhouse_sizes(s, "ids", ids_dir, "name LIKE '%\\\\_id\\\\_%'"))
         names = "name IN (" + ",".join(f"'{n}'" for n in sorted(NAME_COLS)) + ")"
         d = line("clickhouse MergeTree LZ4, tag names", *clickhouse_sizes(s, "names", names_dir, names))
+        if len(sys.argv) > 3:
+            labels_dir = sys.argv[3]
+            e = line("parquet, names + labels as strings", *parquet_sizes(labels_dir, lambda p: p in LABEL_COLS))
+            labels = "name IN (" + ",".join(f"'{n}'" for n in sorted(LABEL_COLS)) + ")"
+            f = line("clickhouse MergeTree LZ4, names + labels",
+                     *clickhouse_sizes(s, "names_labels", labels_dir, labels))
+            print(f"tag bytes with labels in the row / our ids: parquet {e / a:.2f}x, clickhouse {f / a:.2f}x")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"tag bytes, names / ids: parquet {b / a:.2f}x, clickhouse {d / c:.2f}x; "

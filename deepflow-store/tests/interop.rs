@@ -10,6 +10,7 @@ use common::*;
 use deepflow_store::arrow::array::AsArray;
 use deepflow_store::arrow::datatypes::Int64Type;
 use deepflow_store::{QueryEngine, Storage, StoreWriter, WriterOptions};
+use deepflow_tagging::{TaggedRow, UniversalTags};
 
 const VENV_PYTHON: &str = "/opt/deepflow-venv/bin/python";
 
@@ -19,7 +20,8 @@ const CHECKS: &[(&str, &str)] = &[
         "l7_flow_log",
         "count(*), CAST(sum(rrt) AS BIGINT), count(DISTINCT trace_id), CAST(sum(response_code) AS BIGINT), \
          count(request_domain), CAST(sum(length(request_resource)) AS BIGINT), count(DISTINCT ip_0), \
-         CAST(sum(pod_id_0) AS BIGINT)",
+         CAST(sum(pod_id_0) AS BIGINT), CAST(sum(pod_id_1) AS BIGINT), count(DISTINCT service_id_1), \
+         CAST(max(host_id_0) AS BIGINT), CAST(sum(CASE WHEN az_id_1 = 2 THEN 1 ELSE 0 END) AS BIGINT)",
     ),
     (
         "l4_flow_log",
@@ -77,8 +79,23 @@ fn pyarrow_duckdb_chdb_read_the_same_rows() {
     let dir = tempfile::tempdir().unwrap();
     let storage = Storage::local(dir.path()).unwrap();
     let mut w = StoreWriter::open(storage.clone(), WriterOptions::default()).unwrap();
-    for _ in 0..2 {
-        w.extend(l7_rows(4000, 3)).unwrap();
+    for round in 0..2 {
+        if round == 0 {
+            w.extend(l7_rows(4000, 3)).unwrap();
+        } else {
+            // tag ids (written BYTE_STREAM_SPLIT) of every width the split has to carry
+            for (i, row) in l7_rows(4000, 3).into_iter().enumerate() {
+                let i = i as u32;
+                let tags = |k: u32| UniversalTags {
+                    az_id: 1 + k % 3,
+                    host_id: k.wrapping_mul(2_654_435_761) | 1,
+                    pod_id: 1 + k % 10_000,
+                    service_id: 1 + k % 257,
+                    ..UniversalTags::default()
+                };
+                w.append_tagged(TaggedRow { row, tags_0: tags(i), tags_1: tags(i * 7 + 3) }).unwrap();
+            }
+        }
         w.extend(l4_rows(3000, 2)).unwrap();
         w.extend(network_rows(2000, 2)).unwrap();
         w.extend(application_rows(1000, 1)).unwrap();

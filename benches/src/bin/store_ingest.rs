@@ -7,6 +7,8 @@
 //! (best of 3 for batch and encode, best of 2 for the writer; DIR defaults to a temp dir and is
 //! removed afterwards). Mode `props` encodes the batch with Parquet writer-property variants;
 //! mode `query` times a filter by service name (run as an id filter) against the same filter by name;
+//! mode `sizes` copies the rows of mode `red` with every tag name and pod label as strings
+//! in the row (`DIR/red/names_labels`, for `benches/store_sizes.py`);
 //! mode `red` times a 1-hour RED aggregation by service name through the name views against
 //! DuckDB on a copy of the files with every tag name pre-joined (Python `duckdb` from
 //! `/opt/deepflow-venv`, as in the `store` bench), and the same aggregation grouped by id.
@@ -20,7 +22,7 @@ use deepflow_store::parquet::basic::{Compression, Encoding, ZstdLevel};
 use deepflow_store::parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesBuilder};
 use deepflow_store::parquet::schema::types::ColumnPath;
 use deepflow_store::schema::Record;
-use deepflow_store::writer::{ENCODE_BATCH_ROWS, encode_parquet, encode_rows, writer_properties};
+use deepflow_store::writer::{ENCODE_BATCH_ROWS, PLAIN_COLUMNS, encode_parquet, encode_rows, writer_properties};
 use deepflow_store::{Storage, StoreWriter, WriterOptions};
 use deepflow_tagging::{TAG_COLUMNS_0, TAG_COLUMNS_1, TaggedRow};
 
@@ -134,6 +136,8 @@ fn main() {
         name_filter_query(rows, &base);
     } else if mode == "red" {
         red_query(rows, &base);
+    } else if mode == "sizes" {
+        names_and_labels_copy(rows, &base);
     }
     if temp {
         let _ = std::fs::remove_dir_all(&base);
@@ -156,6 +160,11 @@ fn write_tagged(rows: Vec<TaggedRow<L7FlowLog>>, dir: &std::path::Path, reuse: b
     }
     let dicts = deepflow_benches::store_gen::dictionaries().encode();
     storage.put_atomic(deepflow_store::query::DICT_FILE, dicts.into()).expect("dictionaries");
+    let labels = deepflow_benches::store_gen::labels_batch();
+    let props = writer_properties(1 << 20, 1).expect("props");
+    storage
+        .put_atomic(deepflow_store::query::LABELS_FILE, encode_parquet(&[labels], &props).expect("labels"))
+        .expect("labels");
     deepflow_store::QueryEngine::open(storage).expect("engine")
 }
 
@@ -247,6 +256,20 @@ fn red_query(rows: Vec<TaggedRow<L7FlowLog>>, base: &std::path::Path) {
     }
 }
 
+/// Mode `sizes`: the rows of mode `red` (written unless `red` left them in DIR) copied to
+/// `DIR/red/names_labels` with every tag name and the 20 labels of each side's pod as strings in
+/// the row, for `benches/store_sizes.py`.
+fn names_and_labels_copy(rows: Vec<TaggedRow<L7FlowLog>>, base: &std::path::Path) {
+    let dir = base.join("red");
+    let engine = write_tagged(rows, &dir, dir.join("table=l7_flow_log").exists());
+    let out = dir.join("names_labels");
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).expect("mkdir");
+    let t = Instant::now();
+    let cols = deepflow_benches::store_gen::copy_with_names(&engine, &out, true);
+    println!("copied with {} name and label columns to {} in {:.2?}", cols.len(), out.display(), t.elapsed());
+}
+
 /// Encodes `batch` with variants of the writer properties: speed and size of each.
 fn props_variants(batch: &RecordBatch) {
     let base = || {
@@ -277,6 +300,12 @@ fn props_variants(batch: &RecordBatch) {
     let delta = |mut b: WriterPropertiesBuilder| {
         for c in ["start_time", "end_time", "flow_id"] {
             b = b.set_column_encoding(col(c), Encoding::DELTA_BINARY_PACKED);
+        }
+        b
+    };
+    let split = |mut b: WriterPropertiesBuilder, cols: &[&str]| {
+        for c in cols {
+            b = b.set_column_dictionary_enabled(col(c), false).set_column_encoding(col(c), Encoding::BYTE_STREAM_SPLIT);
         }
         b
     };
@@ -311,7 +340,46 @@ fn props_variants(batch: &RecordBatch) {
         ("s4 store + data pages 4 MiB", store().set_data_page_size_limit(4 << 20).build()),
         ("s5 store + write batch 1024 (parquet's default)", store().set_write_batch_size(1024).build()),
         ("s6 store + no statistics on the 24 tag-id columns", no_stats(store(), &tag_cols).build()),
+        ("s7 store + byte-stream-split, no dictionary, on the 24 tag-id columns", split(store(), &tag_cols).build()),
+        ("s8 store + byte-stream-split, no dictionary, on the tag ids with >= 40 values", split(store(), &wide_tags).build()),
     ];
+    let mut variants = variants;
+    // STORE_INGEST_VARIANT="bss:c1,c2;plain:c3;delta:c4": one more variant of the store's
+    // properties, built at run time (`@tags` stands for the 24 tag-id columns, `@ints` for the
+    // other integer columns that the store dictionary-encodes)
+    let custom = std::env::var("STORE_INGEST_VARIANT").unwrap_or_default();
+    if !custom.is_empty() {
+        let ints: Vec<String> = batch
+            .schema()
+            .fields()
+            .iter()
+            .filter(|f| f.data_type().is_integer() && !f.name().contains("_id_") && !PLAIN_COLUMNS.contains(&f.name().as_str()))
+            .map(|f| f.name().clone())
+            .collect();
+        let mut b = store();
+        for part in custom.split(';').filter(|p| !p.is_empty()) {
+            let (enc, cols) = part.split_once(':').expect("STORE_INGEST_VARIANT: enc:cols");
+            let mut names: Vec<String> = Vec::new();
+            for c in cols.split(',') {
+                match c {
+                    "@tags" => names.extend(tag_cols.iter().map(|s| s.to_string())),
+                    "@ints" => names.extend(ints.iter().cloned()),
+                    c => names.push(c.to_string()),
+                }
+            }
+            for c in &names {
+                b = match enc {
+                    "bss" => b.set_column_dictionary_enabled(col(c), false).set_column_encoding(col(c), Encoding::BYTE_STREAM_SPLIT),
+                    "plain" => b.set_column_dictionary_enabled(col(c), false),
+                    "delta" => b.set_column_dictionary_enabled(col(c), false).set_column_encoding(col(c), Encoding::DELTA_BINARY_PACKED),
+                    "dict" => b.set_column_dictionary_enabled(col(c), true),
+                    e => panic!("STORE_INGEST_VARIANT: unknown encoding {e}"),
+                };
+            }
+            println!("  custom: {enc} on {}", names.join(","));
+        }
+        variants.push(("custom (STORE_INGEST_VARIANT)", b.build()));
+    }
     let per = batch.num_rows();
     for (name, props) in variants {
         let (w, c, bytes) = best(3, || encode_parquet(std::slice::from_ref(batch), &props).expect("encode"));
