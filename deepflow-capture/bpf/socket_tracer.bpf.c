@@ -451,6 +451,13 @@ static __always_inline __u64 next_seq(__u64 key, __u8 *role)
 	return 1;
 }
 
+/* The key of a socket's TLS plaintext stream (OpenSSL uprobes): its own sequence, next to the
+ * socket's entry in df_socks. Socket addresses are aligned, so the low bit is free. */
+static __always_inline __u64 tls_key(__u64 sock_key)
+{
+	return sock_key ^ 1;
+}
+
 /* connect/accept start a new stream on `key`: its state starts afresh. A socket closed without
  * close(2) (process exit, dup2 over it, close_range) leaves its entry behind, and the kernel
  * may hand the same struct sock address to a new socket; keeping that entry would continue the
@@ -460,7 +467,7 @@ static __always_inline void set_role(__u64 key, __u8 role)
 	struct df_sock_state n = {};
 	n.role = role;
 	bpf_map_update_elem(&df_socks, &key, &n, BPF_ANY);
-	__u64 tls = key ^ 1; /* the TLS plaintext stream of the socket starts afresh too */
+	__u64 tls = tls_key(key); /* the TLS plaintext stream of the socket starts afresh too */
 	bpf_map_delete_elem(&df_socks, &tls);
 }
 
@@ -641,7 +648,7 @@ int df_enter_close(struct df_sys_enter *ctx)
 	fill_event(e, id, &a, sk, DF_EV_CLOSE, 0);
 	e->hdr.role = sock_role(key);
 	bpf_map_delete_elem(&df_socks, &key);
-	__u64 tls = key ^ 1;
+	__u64 tls = tls_key(key);
 	bpf_map_delete_elem(&df_socks, &tls);
 	submit(ctx, e);
 	return 0;
@@ -717,7 +724,7 @@ static __always_inline int ssl_exit(struct pt_regs *ctx, __u8 dir)
 	a.fd = (__u32)fd;
 	fill_event(e, id, &a, sk, DF_EV_DATA, ret);
 	/* plaintext is its own stream: sequence under sock ^ 1, role of the socket */
-	__u64 key = (__u64)sk ^ 1;
+	__u64 key = tls_key((__u64)sk);
 	__u8 unused;
 	e->hdr.direction = dir;
 	e->hdr.role = sock_role((__u64)sk);
