@@ -17,7 +17,7 @@
 //!
 //! # Crash safety and the loss window
 //! Rows are buffered in memory per table and written by [`StoreWriter::flush`]; as they arrive
-//! they are encoded, [`ENCODE_BATCH_ROWS`] at a time, into one in-memory Parquet file per
+//! they are encoded, [`WriterOptions::encode_batch_rows`] at a time (default [`ENCODE_BATCH_ROWS`]), into one in-memory Parquet file per
 //! (table, hour), which the flush closes and stores (about 51 bytes per `l7_flow_log` row held
 //! instead of the ~760-byte row). A file becomes
 //! visible only complete: local files are written under a hidden temporary name
@@ -67,6 +67,9 @@ pub struct WriterOptions {
     pub tagger: Option<Arc<Tagger>>,
     /// VPC of the capture point, for tagging (None = the tagger's default VPC).
     pub vpc: Option<u32>,
+    /// Rows of one table and hour turned into one Arrow batch and encoded at a time
+    /// (default [`ENCODE_BATCH_ROWS`]); at least 1.
+    pub encode_batch_rows: usize,
 }
 
 impl Default for WriterOptions {
@@ -79,6 +82,7 @@ impl Default for WriterOptions {
             zstd_level: 1,
             tagger: None,
             vpc: None,
+            encode_batch_rows: ENCODE_BATCH_ROWS,
         }
     }
 }
@@ -93,6 +97,7 @@ impl std::fmt::Debug for WriterOptions {
             .field("zstd_level", &self.zstd_level)
             .field("tagger", &self.tagger.is_some())
             .field("vpc", &self.vpc)
+            .field("encode_batch_rows", &self.encode_batch_rows)
             .finish()
     }
 }
@@ -205,7 +210,7 @@ impl<R: Record> Part<R> {
 
 impl<R: Record> Buffer<R> {
     /// Adds a row of `hour` whose `approx_size` is `size`; encodes a batch when one is full.
-    fn push(&mut self, row: TaggedRow<R>, size: usize, hour: Hour, props: &WriterProperties) -> Result<()> {
+    fn push(&mut self, row: TaggedRow<R>, size: usize, hour: Hour, batch_rows: usize, props: &WriterProperties) -> Result<()> {
         if self.parts.get(self.last).is_none_or(|p| p.hour != hour) {
             self.last = match self.parts.iter().position(|p| p.hour == hour) {
                 Some(i) => i,
@@ -221,7 +226,7 @@ impl<R: Record> Buffer<R> {
         p.rows += 1;
         self.rows += 1;
         self.bytes += size;
-        if p.pending.len() >= ENCODE_BATCH_ROWS {
+        if p.pending.len() >= batch_rows.max(1) {
             let before = p.pending_bytes + p.encoded_bytes;
             let res = p.encode(props);
             let after = p.pending_bytes + p.encoded_bytes;
@@ -510,7 +515,7 @@ impl StoreWriter {
 
     /// Appends a record whose tags were already computed. May flush.
     ///
-    /// Every [`ENCODE_BATCH_ROWS`] rows of one table and hour are encoded into that hour's
+    /// Every [`WriterOptions::encode_batch_rows`] rows of one table and hour are encoded into that hour's
     /// Parquet file (in memory) right away, while they are in cache. An encoding error (a bug:
     /// schema and builders come from one column list) is returned and the batch's rows stay
     /// buffered.
@@ -519,7 +524,7 @@ impl StoreWriter {
         let hour = Hour::from_us(row.row.partition_time_us());
         let b = R::buffer(&mut self.buf);
         let before = b.bytes;
-        let res = b.push(row, size, hour, &self.props);
+        let res = b.push(row, size, hour, self.opts.encode_batch_rows, &self.props);
         let full = b.rows >= self.opts.flush_rows;
         self.buffered_bytes = (self.buffered_bytes + b.bytes).saturating_sub(before);
         res?;
@@ -736,11 +741,18 @@ mod tests {
     /// holds that hour's rows in arrival order, with the values of a batch built directly.
     #[test]
     fn rows_encoded_at_append_keep_hour_and_order() {
+        rows_encoded_in_batches_of(ENCODE_BATCH_ROWS);
+        rows_encoded_in_batches_of(1000);
+        rows_encoded_in_batches_of(1);
+    }
+
+    fn rows_encoded_in_batches_of(batch: usize) {
         let dir = tempfile::tempdir().unwrap();
         let storage = Storage::local(dir.path()).unwrap();
-        let mut w = StoreWriter::open(storage, WriterOptions::default()).unwrap();
+        let opts = WriterOptions { encode_batch_rows: batch, ..Default::default() };
+        let mut w = StoreWriter::open(storage, opts).unwrap();
         let t0 = 1_714_557_600; // an hour boundary
-        let n = ENCODE_BATCH_ROWS * 3 + 123;
+        let n = batch.max(1000) * 3 + 123;
         let rows: Vec<TaggedRow<NetworkMetrics>> = (0..n)
             .map(|i| {
                 let h = u64::from(i % 3 == 0);
@@ -771,7 +783,7 @@ mod tests {
             let hour = Hour::from_us((t0 + h * 3600) * 1_000_000);
             let expected: Vec<_> =
                 rows.iter().filter(|r| Hour::from_us(r.row.partition_time_us()) == hour).cloned().collect();
-            assert!(expected.len() > ENCODE_BATCH_ROWS);
+            assert!(expected.len() > batch);
             let expected = NetworkMetrics::to_batch(&expected).unwrap();
             let hdir = dir.path().join("table=network").join(hour.dir());
             let mut found = 0;

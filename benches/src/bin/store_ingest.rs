@@ -112,7 +112,12 @@ fn main() {
             let dir = base.join(format!("ingest-{run}"));
             let _ = std::fs::remove_dir_all(&dir);
             let storage = Storage::local(&dir).expect("storage");
-            let mut w = StoreWriter::open(storage, WriterOptions::default()).expect("writer");
+            // STORE_INGEST_BATCH=N: rows per encoded Arrow batch (WriterOptions::encode_batch_rows)
+            let mut opts = WriterOptions::default();
+            if let Some(n) = std::env::var("STORE_INGEST_BATCH").ok().and_then(|v| v.parse().ok()) {
+                opts.encode_batch_rows = n;
+            }
+            let mut w = StoreWriter::open(storage, opts).expect("writer");
             let (t, c) = (Instant::now(), cpu_time());
             for r in input {
                 w.append_tagged(r).expect("append");
