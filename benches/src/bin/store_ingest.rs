@@ -7,6 +7,8 @@
 //! (best of 3 for batch and encode, best of 2 for the writer; DIR defaults to a temp dir and is
 //! removed afterwards). Mode `props` encodes the batch with Parquet writer-property variants;
 //! mode `query` times a filter by service name (run as an id filter) against the same filter by name;
+//! mode `server` times the server's side of agent ingest (IPC payloads decoded and group-committed
+//! into Parquet by `BatchWriter`, 10 agent threads);
 //! mode `sizes` copies the rows of mode `red` with every tag name and pod label as strings
 //! in the row (`DIR/red/names_labels`, for `benches/store_sizes.py`);
 //! mode `red` times a 1-hour RED aggregation by service name through the name views against
@@ -143,6 +145,8 @@ fn main() {
         red_query(rows, &base);
     } else if mode == "sizes" {
         names_and_labels_copy(rows, &base);
+    } else if mode == "server" {
+        server_ingest(&rows, &base);
     }
     if temp {
         let _ = std::fs::remove_dir_all(&base);
@@ -259,6 +263,76 @@ fn red_query(rows: Vec<TaggedRow<L7FlowLog>>, base: &std::path::Path) {
         ),
         Err(e) => println!("DuckDB comparison skipped: {e}"),
     }
+}
+
+/// Mode `server`: the server's side of agent ingest. Untimed, as agents would: the rows become
+/// Arrow batches of 5000 rows (`to_batch`) and zstd Arrow IPC payloads (`payload::encode_batches`,
+/// the agents' default). Timed, on the server: 10 threads (10 agents; `STORE_INGEST_AGENTS`) decode and validate the
+/// payloads (`payload::decode`) and hand them to one `BatchWriter` (group commit into Parquet,
+/// fsync, rename), as `deepflow-server`'s gRPC ingest does. CPU time is the whole process's.
+fn server_ingest(rows: &[TaggedRow<L7FlowLog>], base: &std::path::Path) {
+    use deepflow_store::transport::payload::{decode, encode_batches};
+    use deepflow_store::transport::{BatchWriter, BatchWriterOptions, Compression as Ipc};
+    // STORE_INGEST_AGENTS=N: agent threads, each with one batch in flight (default 10)
+    let agents: usize = std::env::var("STORE_INGEST_AGENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(10).max(1);
+    const BATCH: usize = 5000;
+    let payloads: Vec<(Vec<u8>, u64)> = rows
+        .chunks(BATCH)
+        .map(|c| {
+            let b = L7FlowLog::to_batch(c).expect("batch");
+            (encode_batches(&[b], Ipc::Zstd).expect("ipc"), c.len() as u64)
+        })
+        .collect();
+    let wire: usize = payloads.iter().map(|(p, _)| p.len()).sum();
+    for run in 0..2 {
+        let dir = base.join(format!("server-{run}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        let storage = Storage::local(&dir).expect("storage");
+        let (t, c) = (Instant::now(), cpu_time());
+        let writer = BatchWriter::start(storage, BatchWriterOptions::default()).expect("batch writer");
+        let written: u64 = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..agents)
+                .map(|a| {
+                    let (writer, payloads) = (&writer, &payloads);
+                    s.spawn(move || {
+                        let mut n = 0;
+                        for (p, rows) in payloads.iter().skip(a).step_by(agents) {
+                            let (table, batches) = decode("l7_flow_log", p, *rows).expect("decode");
+                            n += writer.write_blocking(table, batches).expect("write");
+                        }
+                        n
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("agent thread")).sum()
+        });
+        let stats = writer.stats();
+        drop(writer);
+        let (wall, cpu) = (t.elapsed(), cpu_time().saturating_sub(c));
+        let bytes: u64 = walk_bytes(&dir);
+        println!(
+            "server ingest run {run} ({written} rows in {} payloads of {BATCH} from {agents} agents, {:.1} wire bytes/row; decode + group commit into Parquet): {}, {:.1} bytes/row, {} files, {} commits",
+            payloads.len(),
+            wire as f64 / rows.len() as f64,
+            speed(written as usize, wall, cpu),
+            bytes as f64 / written.max(1) as f64,
+            stats.files,
+            stats.commits
+        );
+    }
+}
+
+fn walk_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| match e.file_type() {
+                    Ok(t) if t.is_dir() => walk_bytes(&e.path()),
+                    _ => e.metadata().map(|m| m.len()).unwrap_or(0),
+                })
+                .sum()
+        })
+        .unwrap_or(0)
 }
 
 /// Mode `sizes`: the rows of mode `red` (written unless `red` left them in DIR) copied to
