@@ -119,7 +119,11 @@ fn run(
         controller: ctl.clone(),
     });
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(2).build()?;
-    rt.block_on(async move {
+    // the state is dropped last, here, outside the runtime: its store owns a runtime of its own,
+    // and a task that held the last reference would drop that runtime on a worker thread, which
+    // panics (seen when a listener could not be bound and the tasks were torn down)
+    let keep = state.clone();
+    let res = rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen).await?;
         eprintln!(
             "deepflow-server: listening on http://{} (SQL: POST /v1/query, Prometheus API: /api/v1/, remote_write: POST /api/v1/write), data in {}",
@@ -161,7 +165,10 @@ fn run(
         let _ = tokio::task::spawn_blocking(move || otlp_sink.flush()).await;
         ctl.leave();
         Ok::<(), Box<dyn std::error::Error>>(())
-    })
+    });
+    drop(rt);
+    drop(keep);
+    res
 }
 
 fn app(state: Arc<AppState>, max_body: usize) -> Router {

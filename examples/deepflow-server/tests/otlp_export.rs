@@ -51,6 +51,7 @@ fn start_otlp(dir: &std::path::Path, extra: &[&str]) -> (Server, u16) {
     args.extend_from_slice(extra);
     let s = start(dir, Some(TOKEN), &args);
     wait_port(http);
+    wait_port(sw);
     (s, http)
 }
 
@@ -258,4 +259,23 @@ fn export_to_a_second_server_keeps_valid_links() {
     let one = rows(&c, &format!("SELECT {COLS} FROM l7_flow_log"), 1);
     assert_eq!(one[0]["span_id"], "1111111111111111");
     assert!(one[0]["parent_span_id"].is_null(), "{:?}", one[0]);
+}
+
+/// A listener that cannot be bound stops the server with the reason and a non-zero status, not
+/// a panic (the state's own store runtime used to be dropped on a runtime worker thread).
+#[test]
+fn busy_otlp_port_is_a_clear_error() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_deepflow-server"))
+        .args(["run", "--data", dir.path().to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .args(["--otlp-http-listen", &format!("127.0.0.1:{port}"), "--otlp-grpc-listen", "off"])
+        .args(["--skywalking-grpc", "off"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("OTLP/http 127.0.0.1:{port}")) && err.contains("in use"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
 }
