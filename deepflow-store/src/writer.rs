@@ -210,7 +210,14 @@ impl<R: Record> Part<R> {
 
 impl<R: Record> Buffer<R> {
     /// Adds a row of `hour` whose `approx_size` is `size`; encodes a batch when one is full.
-    fn push(&mut self, row: TaggedRow<R>, size: usize, hour: Hour, batch_rows: usize, props: &WriterProperties) -> Result<()> {
+    fn push(
+        &mut self,
+        row: TaggedRow<R>,
+        size: usize,
+        hour: Hour,
+        batch_rows: usize,
+        props: &WriterProperties,
+    ) -> Result<()> {
         if self.parts.get(self.last).is_none_or(|p| p.hour != hour) {
             self.last = match self.parts.iter().position(|p| p.hour == hour) {
                 Some(i) => i,
@@ -413,9 +420,9 @@ pub fn writer_properties(row_group_rows: usize, zstd_level: i32) -> Result<Write
 /// BENCHMARKS.md). pyarrow, DuckDB and ClickHouse read it (`tests/interop.rs`).
 pub fn is_tag_id_column(name: &str, ty: &DataType) -> bool {
     *ty == DataType::UInt32
-        && deepflow_tagging::TAG_COLUMNS.iter().any(|t| {
-            name.strip_prefix(t).is_some_and(|rest| rest.is_empty() || rest == "_0" || rest == "_1")
-        })
+        && deepflow_tagging::TAG_COLUMNS
+            .iter()
+            .any(|t| name.strip_prefix(t).is_some_and(|rest| rest.is_empty() || rest == "_0" || rest == "_1"))
 }
 
 /// Values the Parquet column writers take at a time (parquet's default is 1024; each step has a
@@ -842,5 +849,79 @@ mod tests {
         let back: Vec<RecordBatch> =
             ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap().build().unwrap().map(|b| b.unwrap()).collect();
         assert_eq!(concat_batches(&batch.schema(), &back).unwrap(), batch);
+    }
+
+    /// Files written before the split (dictionary-encoded tag ids) and after it sit in one table
+    /// and read, query and compact together.
+    #[test]
+    fn files_with_dictionary_and_split_ids_mix() {
+        use datafusion::arrow::array::AsArray;
+        use datafusion::arrow::datatypes::UInt64Type;
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::local(dir.path()).unwrap();
+        let t0 = 1_714_557_600;
+        let rows = |k: u32| -> Vec<TaggedRow<NetworkMetrics>> {
+            (0..3000u32)
+                .map(|i| TaggedRow {
+                    row: NetworkMetrics {
+                        time: t0 + u64::from(i % 3600),
+                        interval: 1,
+                        protocol: "TCP",
+                        ..Default::default()
+                    },
+                    tags_0: UniversalTags { pod_id: k + i % 500, ..Default::default() },
+                    tags_1: UniversalTags { service_id: k + i % 7, ..Default::default() },
+                })
+                .collect()
+        };
+        // the old layout: dictionary on every tag-id column
+        let mut old = writer_properties(1 << 20, 1).unwrap().into_builder();
+        for f in NetworkMetrics::schema().fields() {
+            if is_tag_id_column(f.name(), f.data_type()) {
+                let c = ColumnPath::from(f.name().as_str());
+                old = old.set_column_encoding(c.clone(), Encoding::PLAIN).set_column_dictionary_enabled(c, true);
+            }
+        }
+        let old_rows = rows(1);
+        let bytes = encode_parquet(&[NetworkMetrics::to_batch(&old_rows).unwrap()], &old.build()).unwrap();
+        let meta = datafusion::parquet::file::reader::SerializedFileReader::new(bytes.clone()).unwrap();
+        let pod = datafusion::parquet::file::reader::FileReader::metadata(&meta)
+            .row_group(0)
+            .columns()
+            .iter()
+            .find(|c| c.column_path().string() == "pod_id_0")
+            .map(|c| c.encodings().collect::<Vec<_>>())
+            .unwrap();
+        assert!(pod.contains(&Encoding::RLE_DICTIONARY), "{pod:?}");
+        let hour = Hour::from_us(t0 * 1_000_000);
+        storage.put_atomic(&format!("table=network/{}/part-0-old.parquet", hour.dir()), bytes).unwrap();
+        let mut w = StoreWriter::open(storage.clone(), WriterOptions::default()).unwrap();
+        let new_rows = rows(1000);
+        for r in new_rows.iter().cloned() {
+            w.append_tagged(r).unwrap();
+        }
+        w.close().unwrap();
+        let expect: u64 =
+            old_rows.iter().chain(new_rows.iter()).map(|r| u64::from(r.tags_0.pod_id + r.tags_1.service_id)).sum();
+        let sum = |engine: &crate::QueryEngine| -> (u64, i64) {
+            let b = engine
+                .query("SELECT CAST(sum(pod_id_0) + sum(service_id_1) AS BIGINT UNSIGNED) AS s, count(*) AS n FROM network_ids")
+                .unwrap();
+            (
+                b[0].column(0).as_primitive::<UInt64Type>().value(0),
+                b[0].column(1).as_primitive::<datafusion::arrow::datatypes::Int64Type>().value(0),
+            )
+        };
+        assert_eq!(sum(&crate::QueryEngine::open(storage.clone()).unwrap()), (expect, 6000));
+        // compaction rewrites both into one file with the split
+        let report = crate::maintenance::compact(
+            &storage,
+            Table::Network,
+            &crate::maintenance::CompactionOptions::default(),
+            SystemTime::now(),
+        )
+        .unwrap();
+        assert_eq!((report.files, report.files_written, report.skipped), (2, 1, 0), "{report:?}");
+        assert_eq!(sum(&crate::QueryEngine::open(storage).unwrap()), (expect, 6000));
     }
 }

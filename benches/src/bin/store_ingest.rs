@@ -420,7 +420,10 @@ fn props_variants(batch: &RecordBatch) {
         ("s5 store + write batch 1024 (parquet's default)", store().set_write_batch_size(1024).build()),
         ("s6 store + no statistics on the 24 tag-id columns", no_stats(store(), &tag_cols).build()),
         ("s7 store + byte-stream-split, no dictionary, on the 24 tag-id columns", split(store(), &tag_cols).build()),
-        ("s8 store + byte-stream-split, no dictionary, on the tag ids with >= 40 values", split(store(), &wide_tags).build()),
+        (
+            "s8 store + byte-stream-split, no dictionary, on the tag ids with >= 40 values",
+            split(store(), &wide_tags).build(),
+        ),
     ];
     let mut variants = variants;
     // STORE_INGEST_VARIANT="bss:c1,c2;plain:c3;delta:c4": one more variant of the store's
@@ -432,7 +435,9 @@ fn props_variants(batch: &RecordBatch) {
             .schema()
             .fields()
             .iter()
-            .filter(|f| f.data_type().is_integer() && !f.name().contains("_id_") && !PLAIN_COLUMNS.contains(&f.name().as_str()))
+            .filter(|f| {
+                f.data_type().is_integer() && !f.name().contains("_id_") && !PLAIN_COLUMNS.contains(&f.name().as_str())
+            })
             .map(|f| f.name().clone())
             .collect();
         let mut b = store();
@@ -448,9 +453,13 @@ fn props_variants(batch: &RecordBatch) {
             }
             for c in &names {
                 b = match enc {
-                    "bss" => b.set_column_dictionary_enabled(col(c), false).set_column_encoding(col(c), Encoding::BYTE_STREAM_SPLIT),
+                    "bss" => b
+                        .set_column_dictionary_enabled(col(c), false)
+                        .set_column_encoding(col(c), Encoding::BYTE_STREAM_SPLIT),
                     "plain" => b.set_column_dictionary_enabled(col(c), false),
-                    "delta" => b.set_column_dictionary_enabled(col(c), false).set_column_encoding(col(c), Encoding::DELTA_BINARY_PACKED),
+                    "delta" => b
+                        .set_column_dictionary_enabled(col(c), false)
+                        .set_column_encoding(col(c), Encoding::DELTA_BINARY_PACKED),
                     "dict" => b.set_column_dictionary_enabled(col(c), true),
                     e => panic!("STORE_INGEST_VARIANT: unknown encoding {e}"),
                 };
