@@ -8,12 +8,11 @@
 use std::time::{Duration, Instant};
 
 use deepflow_benches::store_gen::{
-    Rng, copy_with_names, dictionaries, duckdb_red_ms, l7_row, labels_batch, red_sql, tagged_rows, tags_of,
+    Rng, copy_with_names, duckdb_red_ms, l7_row, put_inventory, red_sql, tagged_rows, tags_of,
 };
 use deepflow_core::record::L7FlowLog;
 use deepflow_store::arrow::array::RecordBatch;
 use deepflow_store::parquet::file::reader::{FileReader, SerializedFileReader};
-use deepflow_store::query::{DICT_FILE, LABELS_FILE};
 use deepflow_store::schema::Record;
 use deepflow_store::writer::{encode_parquet, writer_properties};
 use deepflow_store::{QueryEngine, Storage, StoreWriter, WriterOptions};
@@ -68,7 +67,6 @@ fn main() {
         Err(_) => std::env::temp_dir().join(format!("deepflow-store-bench-{}", std::process::id())),
     };
     let _ = std::fs::remove_dir_all(&base);
-    let dicts = dictionaries();
 
     // 1. ingest: rows/s into Parquet on one thread, l7_flow_log, tagged rows
     let n = env_usize("STORE_BENCH_ROWS", 2_000_000) as u64;
@@ -110,9 +108,7 @@ fn main() {
     }
     let dir = base.join("tagged");
     let storage = Storage::local(&dir).expect("storage");
-    storage.put_atomic(DICT_FILE, dicts.encode().into()).expect("dict");
-    let props = writer_properties(1 << 20, 1).expect("props");
-    storage.put_atomic(LABELS_FILE, encode_parquet(&[labels_batch()], &props).expect("labels")).expect("labels");
+    put_inventory(&storage);
     let mut w = StoreWriter::open(storage.clone(), WriterOptions::default()).expect("writer");
     let mut rng = Rng(0x2545f4914f6cdd1d);
     let t = Instant::now();

@@ -196,6 +196,16 @@ pub fn labels_batch() -> RecordBatch {
     .expect("labels batch")
 }
 
+/// Stores the generated inventory next to the rows, as the store's writer would with a tagger:
+/// the dictionaries ([`dictionaries`]) and the custom labels ([`labels_batch`]).
+pub fn put_inventory(storage: &deepflow_store::Storage) {
+    use deepflow_store::query::{DICT_FILE, LABELS_FILE};
+    use deepflow_store::writer::{encode_parquet, writer_properties};
+    storage.put_atomic(DICT_FILE, dictionaries().encode().into()).expect("dictionaries");
+    let props = writer_properties(1 << 20, 1).expect("props");
+    storage.put_atomic(LABELS_FILE, encode_parquet(&[labels_batch()], &props).expect("labels")).expect("labels");
+}
+
 /// The RED query of the store benchmarks over the hour of [`T0_US`], grouped by `group`
 /// (`service_1` through the name view, or an id column).
 pub fn red_sql(group: &str) -> String {

@@ -209,7 +209,8 @@ impl<R: Record> Part<R> {
 }
 
 impl<R: Record> Buffer<R> {
-    /// Adds a row of `hour` whose `approx_size` is `size`; encodes a batch when one is full.
+    /// Adds a row of `hour` whose `approx_size` is `size`; encodes a batch once `batch_rows` (at
+    /// least 1, see [`StoreWriter::open`]) rows of that hour are pending.
     fn push(
         &mut self,
         row: TaggedRow<R>,
@@ -233,7 +234,7 @@ impl<R: Record> Buffer<R> {
         p.rows += 1;
         self.rows += 1;
         self.bytes += size;
-        if p.pending.len() >= batch_rows.max(1) {
+        if p.pending.len() >= batch_rows {
             let before = p.pending_bytes + p.encoded_bytes;
             let res = p.encode(props);
             let after = p.pending_bytes + p.encoded_bytes;
@@ -394,14 +395,15 @@ pub fn writer_properties(row_group_rows: usize, zstd_level: i32) -> Result<Write
     }
     for t in Table::ALL {
         for f in t.schema().fields() {
+            let path = ColumnPath::from(f.name().as_str());
             if is_tag_id_column(f.name(), f.data_type()) {
                 b = b
-                    .set_column_dictionary_enabled(ColumnPath::from(f.name().as_str()), false)
-                    .set_column_encoding(ColumnPath::from(f.name().as_str()), Encoding::BYTE_STREAM_SPLIT);
+                    .set_column_dictionary_enabled(path.clone(), false)
+                    .set_column_encoding(path, Encoding::BYTE_STREAM_SPLIT);
                 continue;
             }
             let path = match f.data_type() {
-                DataType::Utf8 => ColumnPath::from(f.name().as_str()),
+                DataType::Utf8 => path,
                 DataType::List(_) => ColumnPath::new(vec![f.name().clone(), "list".into(), "item".into()]),
                 _ => continue,
             };
@@ -470,7 +472,8 @@ pub(crate) fn part_name() -> String {
 impl StoreWriter {
     /// A writer over `storage`. Removes temporary files of dead writers and finishes (or rolls
     /// back) interrupted compactions first.
-    pub fn open(storage: Storage, opts: WriterOptions) -> Result<StoreWriter> {
+    pub fn open(storage: Storage, mut opts: WriterOptions) -> Result<StoreWriter> {
+        opts.encode_batch_rows = opts.encode_batch_rows.max(1);
         let props = writer_properties(opts.row_group_rows, opts.zstd_level)?;
         let stats = WriterStats { temp_files_removed: remove_stale_temp_files(&storage)?, ..Default::default() };
         crate::maintenance::recover(&storage)?;
@@ -811,11 +814,23 @@ mod tests {
         }
     }
 
+    /// The encodings of each column of the first row group of a Parquet file.
+    fn column_encodings(bytes: &Bytes) -> Vec<(String, Vec<Encoding>)> {
+        use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+        let reader = SerializedFileReader::new(bytes.clone()).unwrap();
+        reader
+            .metadata()
+            .row_group(0)
+            .columns()
+            .iter()
+            .map(|c| (c.column_path().string(), c.encodings().collect()))
+            .collect()
+    }
+
     /// Tag-id columns of every table are written BYTE_STREAM_SPLIT without a dictionary and
     /// read back equal; other columns keep their encodings.
     #[test]
     fn tag_ids_are_byte_stream_split() {
-        use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
         assert!(is_tag_id_column("pod_id_0", &DataType::UInt32));
         assert!(is_tag_id_column("service_id", &DataType::UInt32));
         assert!(is_tag_id_column("gprocess_id_1", &DataType::UInt32));
@@ -831,11 +846,8 @@ mod tests {
             .collect();
         let batch = NetworkMetrics::to_batch(&rows).unwrap();
         let bytes = encode_parquet(std::slice::from_ref(&batch), &writer_properties(1 << 20, 1).unwrap()).unwrap();
-        let meta = SerializedFileReader::new(bytes.clone()).unwrap().metadata().clone();
         let mut split = 0;
-        for c in meta.row_group(0).columns() {
-            let name = c.column_path().string();
-            let encodings: Vec<Encoding> = c.encodings().collect();
+        for (name, encodings) in column_encodings(&bytes) {
             let ty = batch.schema().field_with_name(&name).map(|f| f.data_type().clone()).unwrap_or(DataType::Null);
             if is_tag_id_column(&name, &ty) {
                 split += 1;
@@ -884,14 +896,7 @@ mod tests {
         }
         let old_rows = rows(1);
         let bytes = encode_parquet(&[NetworkMetrics::to_batch(&old_rows).unwrap()], &old.build()).unwrap();
-        let meta = datafusion::parquet::file::reader::SerializedFileReader::new(bytes.clone()).unwrap();
-        let pod = datafusion::parquet::file::reader::FileReader::metadata(&meta)
-            .row_group(0)
-            .columns()
-            .iter()
-            .find(|c| c.column_path().string() == "pod_id_0")
-            .map(|c| c.encodings().collect::<Vec<_>>())
-            .unwrap();
+        let (_, pod) = column_encodings(&bytes).into_iter().find(|(name, _)| name == "pod_id_0").unwrap();
         assert!(pod.contains(&Encoding::RLE_DICTIONARY), "{pod:?}");
         let hour = Hour::from_us(t0 * 1_000_000);
         storage.put_atomic(&format!("table=network/{}/part-0-old.parquet", hour.dir()), bytes).unwrap();

@@ -167,13 +167,7 @@ fn write_tagged(rows: Vec<TaggedRow<L7FlowLog>>, dir: &std::path::Path, reuse: b
         }
         w.close().expect("close");
     }
-    let dicts = deepflow_benches::store_gen::dictionaries().encode();
-    storage.put_atomic(deepflow_store::query::DICT_FILE, dicts.into()).expect("dictionaries");
-    let labels = deepflow_benches::store_gen::labels_batch();
-    let props = writer_properties(1 << 20, 1).expect("props");
-    storage
-        .put_atomic(deepflow_store::query::LABELS_FILE, encode_parquet(&[labels], &props).expect("labels"))
-        .expect("labels");
+    deepflow_benches::store_gen::put_inventory(&storage);
     deepflow_store::QueryEngine::open(storage).expect("engine")
 }
 
@@ -289,7 +283,7 @@ fn server_ingest(rows: &[TaggedRow<L7FlowLog>], base: &std::path::Path) {
         let _ = std::fs::remove_dir_all(&dir);
         let storage = Storage::local(&dir).expect("storage");
         let (t, c) = (Instant::now(), cpu_time());
-        let writer = BatchWriter::start(storage, BatchWriterOptions::default()).expect("batch writer");
+        let writer = BatchWriter::start(storage.clone(), BatchWriterOptions::default()).expect("batch writer");
         let written: u64 = std::thread::scope(|s| {
             let handles: Vec<_> = (0..agents)
                 .map(|a| {
@@ -309,7 +303,7 @@ fn server_ingest(rows: &[TaggedRow<L7FlowLog>], base: &std::path::Path) {
         let stats = writer.stats();
         drop(writer);
         let (wall, cpu) = (t.elapsed(), cpu_time().saturating_sub(c));
-        let bytes: u64 = walk_bytes(&dir);
+        let bytes: u64 = storage.list("").expect("list").iter().map(|f| f.size).sum();
         println!(
             "server ingest run {run} ({written} rows in {} payloads of {BATCH} from {agents} agents, {:.1} wire bytes/row; decode + group commit into Parquet): {}, {:.1} bytes/row, {} files, {} commits",
             payloads.len(),
@@ -320,19 +314,6 @@ fn server_ingest(rows: &[TaggedRow<L7FlowLog>], base: &std::path::Path) {
             stats.commits
         );
     }
-}
-
-fn walk_bytes(dir: &std::path::Path) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|d| {
-            d.flatten()
-                .map(|e| match e.file_type() {
-                    Ok(t) if t.is_dir() => walk_bytes(&e.path()),
-                    _ => e.metadata().map(|m| m.len()).unwrap_or(0),
-                })
-                .sum()
-        })
-        .unwrap_or(0)
 }
 
 /// Mode `sizes`: the rows of mode `red` (written unless `red` left them in DIR) copied to
@@ -382,24 +363,15 @@ fn props_variants(batch: &RecordBatch) {
         }
         b
     };
-    let split = |mut b: WriterPropertiesBuilder, cols: &[&str]| {
-        for c in cols {
-            b = b.set_column_dictionary_enabled(col(c), false).set_column_encoding(col(c), Encoding::BYTE_STREAM_SPLIT);
+    let store = || writer_properties(1 << 20, 1).expect("props").into_builder();
+    let tag_cols: Vec<&str> = TAG_COLUMNS_0.iter().chain(TAG_COLUMNS_1.iter()).copied().collect();
+    // the layout before the store split its tag ids: a dictionary on each
+    let dict_tags = |mut b: WriterPropertiesBuilder| {
+        for c in &tag_cols {
+            b = b.set_column_dictionary_enabled(col(c), true).set_column_encoding(col(c), Encoding::PLAIN);
         }
         b
     };
-    let store = || writer_properties(1 << 20, 1).expect("props").into_builder();
-    let tag_cols: Vec<&str> = TAG_COLUMNS_0.iter().chain(TAG_COLUMNS_1.iter()).copied().collect();
-    // generated data: host, subnet, namespace, node, workload, pod and service ids have >= 40 values
-    let wide_tags: Vec<&str> = tag_cols
-        .iter()
-        .copied()
-        .filter(|c| {
-            ["host_id", "subnet_id", "pod_ns_id", "pod_node_id", "pod_group_id", "pod_id", "service_id"]
-                .iter()
-                .any(|p| c.starts_with(&format!("{p}_")))
-        })
-        .collect();
     let variants: Vec<(&str, WriterProperties)> = vec![
         ("store writer_properties", writer_properties(1 << 20, 1).expect("props")),
         ("v0 base (same settings)", base().build()),
@@ -413,17 +385,11 @@ fn props_variants(batch: &RecordBatch) {
         ("v8 v3 + no statistics at all", v3().set_statistics_enabled(EnabledStatistics::None).build()),
         ("v9 v3 uncompressed", v3().set_compression(Compression::UNCOMPRESSED).build()),
         ("v10 v3 + data pages 8 MiB", v3().set_data_page_size_limit(8 << 20).build()),
-        ("s1 store + no dictionary on the 24 tag-id columns", no_dict(store(), &tag_cols).build()),
-        ("s2 store + no dictionary on the tag ids with >= 40 values", no_dict(store(), &wide_tags).build()),
+        ("s1 store + dictionary on the 24 tag-id columns (before the split)", dict_tags(store()).build()),
         ("s3 store + write batch 16384", store().set_write_batch_size(16384).build()),
         ("s4 store + data pages 4 MiB", store().set_data_page_size_limit(4 << 20).build()),
         ("s5 store + write batch 1024 (parquet's default)", store().set_write_batch_size(1024).build()),
         ("s6 store + no statistics on the 24 tag-id columns", no_stats(store(), &tag_cols).build()),
-        ("s7 store + byte-stream-split, no dictionary, on the 24 tag-id columns", split(store(), &tag_cols).build()),
-        (
-            "s8 store + byte-stream-split, no dictionary, on the tag ids with >= 40 values",
-            split(store(), &wide_tags).build(),
-        ),
     ];
     let mut variants = variants;
     // STORE_INGEST_VARIANT="bss:c1,c2;plain:c3;delta:c4": one more variant of the store's

@@ -364,9 +364,8 @@ fn json_gzip_grpc_client_and_bad_input() {
 
     let got = rows(
         s,
-        &"SELECT trace_id, endpoint, l7_protocol, request_resource, rrt, tap_side FROM l7_flow_log \
-             WHERE signal_source = 'otel' ORDER BY endpoint"
-            .to_string(),
+        "SELECT trace_id, endpoint, l7_protocol, request_resource, rrt, tap_side FROM l7_flow_log \
+         WHERE signal_source = 'otel' ORDER BY endpoint",
         3,
     );
     assert_eq!(
